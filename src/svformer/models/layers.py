@@ -1,0 +1,183 @@
+"""SVFormer's building blocks, all in multi-step shape (T, B, ...).
+
+Module and attribute names follow the authors' `Uniformer2d_psnn_try` (patch_embed*, blocks*, act1,
+conv1, attn, norm2, mlp.fc1, ...), so most of their checkpoint keys load unchanged; see `official.py`.
+
+Every residual branch starts with a spiking neuron and ends with a BatchNorm, so the residual stream
+carries real values and every conv/linear directly after a neuron receives binary spikes
+(SVFORMER_SPEC.md section 2.4-2.6). Neurons and norms come in through factories, so a variant (LIF
+instead of PLIF, shared BN, a spikingjelly node for benchmarking) is an argument, not a copy.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+NeuronFactory = Callable[[], nn.Module]
+# norm(num_features, channels_last) -> module over (T, B, C, ...) maps or (T, B, N, C) tokens
+NormFactory = Callable[[int, bool], nn.Module]
+
+
+class SeqConv2d(nn.Conv2d):
+    """Conv2d applied to every time step at once. Shape: (T, B, C, H, W) -> (T, B, C', H', W')."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T, B = x.shape[:2]
+        y = super().forward(x.flatten(0, 1))
+        return y.unflatten(0, (T, B))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth on (T, B, ...): drops a residual branch per sample, the same in every time step."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop path probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((1, x.shape[1]) + (1,) * (x.dim() - 2)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Mlp(nn.Module):
+    """neuron -> fc1 (C -> hidden) -> BN -> neuron -> fc2 (hidden -> C) -> BN.
+
+    ``tokens=True``: Linear layers on (T, B, N, C) (SABlock); ``tokens=False``: 1x1 convs on
+    (T, B, C, H, W) (the authors' CMlp in CBlock).
+    """
+
+    def __init__(self, dim: int, hidden: int, neuron: NeuronFactory, norm: NormFactory, tokens: bool):
+        super().__init__()
+        fc = (lambda i, o: nn.Linear(i, o)) if tokens else (lambda i, o: SeqConv2d(i, o, 1))
+        self.act1 = neuron()
+        self.fc1 = fc(dim, hidden)
+        self.norm1 = norm(hidden, tokens)
+        self.act2 = neuron()
+        self.fc2 = fc(hidden, dim)
+        self.norm2 = norm(dim, tokens)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(self.fc1(self.act1(x)))
+        return self.norm2(self.fc2(self.act2(x)))
+
+
+class CBlock(nn.Module):
+    """Local spiking conv block (stages 1-2). Shape: (T, B, C, H, W) -> same.
+
+    x = x + BN(conv2(dwconv5x5(conv1(neuron(x)))))   -- no neuron between the three convs
+    x = x + Mlp(x)
+    """
+
+    def __init__(self, dim: int, mlp_ratio: float, neuron: NeuronFactory, norm: NormFactory, drop_path: float = 0.0):
+        super().__init__()
+        self.act1 = neuron()
+        self.conv1 = SeqConv2d(dim, dim, 1)
+        self.attn = SeqConv2d(dim, dim, 5, padding=2, groups=dim)
+        self.conv2 = SeqConv2d(dim, dim, 1)
+        self.norm2 = norm(dim, False)
+        self.drop_path = DropPath(drop_path)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), neuron, norm, tokens=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.attn(self.conv1(self.act1(x))))
+        x = x + self.norm2(self.drop_path(y))
+        return x + self.drop_path(self.mlp(x))
+
+
+class SpikingSelfAttention(nn.Module):
+    """Spiking self-attention with linear cost in the number of tokens.
+
+    Q, K and V are spike tensors from three neuron layers; the product is Q (K^T V) * d^-1/2 with no
+    softmax (the counts K^T V are integers, so the result is exact in float32).
+    Shape: (T, B, N, C) -> (T, B, N, C).
+    """
+
+    def __init__(self, dim: int, head_dim: int, neuron: NeuronFactory, norm: NormFactory):
+        super().__init__()
+        if dim % head_dim:
+            raise ValueError(f"dim {dim} is not a multiple of head_dim {head_dim}")
+        self.num_heads = dim // head_dim
+        self.head_dim = head_dim
+        self.scale = head_dim ** -0.5
+        self.in_lif = neuron()
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.norm1 = norm(dim * 3, True)
+        self.q_lif = neuron()
+        self.k_lif = neuron()
+        self.v_lif = neuron()
+        self.proj_lif = neuron()
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = norm(dim, True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T, B, N, C = x.shape
+        qkv = self.norm1(self.qkv(self.in_lif(x)))  # (T, B, N, 3C), channels [q | k | v], each head-major
+        qkv = qkv.reshape(T, B, N, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
+        q = self.q_lif(qkv[0])  # (T, B, h, N, d) spikes
+        k = self.k_lif(qkv[1])
+        v = self.v_lif(qkv[2])
+        context = k.transpose(-2, -1) @ v  # (T, B, h, d, d)
+        out = (q @ context) * self.scale  # (T, B, h, N, d)
+        out = out.transpose(2, 3).reshape(T, B, N, C)
+        return self.norm2(self.proj(self.proj_lif(out)))
+
+
+class SABlock(nn.Module):
+    """Global spiking self-attention block (stages 3-4). Shape: (T, B, C, H, W) -> same."""
+
+    def __init__(self, dim: int, head_dim: int, mlp_ratio: float, neuron: NeuronFactory, norm: NormFactory,
+                 drop_path: float = 0.0):
+        super().__init__()
+        self.attn = SpikingSelfAttention(dim, head_dim, neuron, norm)
+        self.drop_path = DropPath(drop_path)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), neuron, norm, tokens=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T, B, C, H, W = x.shape
+        x = x.flatten(3).transpose(-1, -2)  # (T, B, N, C)
+        x = x + self.drop_path(self.attn(x))
+        x = x + self.drop_path(self.mlp(x))
+        return x.transpose(-1, -2).reshape(T, B, C, H, W)
+
+
+class PatchEmbed(nn.Module):
+    """[neuron ->] strided conv -> BN. The first stage has no neuron: raw pixels (or event counts) feed
+    the conv directly ("direct encoding"). Shape: (T, B, C, H, W) -> (T, B, C', H/s, W/s)."""
+
+    def __init__(self, in_chans: int, dim: int, kernel: int, stride: int, padding: int, norm: NormFactory,
+                 neuron: NeuronFactory | None):
+        super().__init__()
+        if neuron is not None:
+            self.in_lif = neuron()
+        self.proj = SeqConv2d(in_chans, dim, kernel, stride=stride, padding=padding)
+        self.norm = norm(dim, False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "in_lif"):
+            x = self.in_lif(x)
+        return self.norm(self.proj(x))
+
+
+class LocalPath(nn.Module):
+    """The local pathway from the stage-3 embedding to stage-4 resolution:
+    neuron -> depthwise 3x3 stride 2 -> pointwise 1x1 -> BN. Shape: (T, B, C3, H, W) -> (T, B, C4, H/2, W/2)."""
+
+    def __init__(self, in_dim: int, out_dim: int, neuron: NeuronFactory, norm: NormFactory):
+        super().__init__()
+        self.lif = neuron()
+        self.dwconv = SeqConv2d(in_dim, in_dim, 3, stride=2, padding=1, groups=in_dim)
+        self.pwconv = SeqConv2d(in_dim, out_dim, 1)
+        self.norm = norm(out_dim, False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.pwconv(self.dwconv(self.lif(x))))

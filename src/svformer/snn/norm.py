@@ -1,0 +1,108 @@
+"""Batch normalisation for multi-step (T, B, ...) activations.
+
+SVFormer normalises each (time step, channel) pair on its own: statistics over the batch and the
+spatial/token positions, and its own running mean/var and affine gamma/beta. The authors implement this
+by reshaping (T, B, C, ...) to (B, T*C, ...) and calling an ordinary BatchNorm over T*C channels, so
+their state dicts store C*T entries ordered t-major (entry t*C + c is channel c at step t). This module
+stores its parameters and buffers exactly that way, so the authors' weights load without reordering.
+
+``per_step=False`` gives the ordinary shared-over-time BN (C entries; statistics over T, B and
+positions), which also lets T vary between calls.
+
+Layouts: ``channels_last=False`` for feature maps (T, B, C, H, W) (any number of trailing spatial dims),
+``channels_last=True`` for token sequences (T, B, N, C).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TimeBatchNorm(nn.Module):
+    """BatchNorm over multi-step activations, per time step (default) or shared over time.
+
+    Args:
+        num_features: channels C.
+        num_steps: T. Required when ``per_step``; an input with another T raises ValueError.
+        per_step: one set of statistics and affine parameters per (t, c), stored t-major.
+        channels_last: input is (T, B, N, C) tokens instead of (T, B, C, ...) maps.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        num_steps: Optional[int] = None,
+        per_step: bool = True,
+        channels_last: bool = False,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+    ):
+        super().__init__()
+        if per_step and (num_steps is None or num_steps < 1):
+            raise ValueError(f"per-time-step BatchNorm needs num_steps >= 1, got {num_steps}")
+        self.num_features = num_features
+        self.num_steps = num_steps if per_step else None
+        self.per_step = per_step
+        self.channels_last = channels_last
+        self.eps = eps
+        self.momentum = momentum
+        n = num_features * (num_steps if per_step else 1)
+        self.weight = nn.Parameter(torch.ones(n))
+        self.bias = nn.Parameter(torch.zeros(n))
+        self.register_buffer("running_mean", torch.zeros(n))
+        self.register_buffer("running_var", torch.ones(n))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def _check(self, x: torch.Tensor) -> None:
+        min_dim = 3
+        if x.dim() < min_dim:
+            raise ValueError(f"TimeBatchNorm expects (T, B, ...) input, got shape {tuple(x.shape)}")
+        c = x.shape[-1] if self.channels_last else x.shape[2]
+        if c != self.num_features:
+            where = "last" if self.channels_last else "third (T, B, C, ...)"
+            raise ValueError(
+                f"TimeBatchNorm expected {self.num_features} channels in the {where} dim, got shape {tuple(x.shape)}"
+            )
+        if self.per_step and x.shape[0] != self.num_steps:
+            raise ValueError(
+                f"per-time-step TimeBatchNorm was built for T={self.num_steps} time steps, got T={x.shape[0]} "
+                f"(input shape {tuple(x.shape)}); build the model with num_frames={x.shape[0]} or use shared BN"
+            )
+
+    def _momentum(self) -> float:
+        if self.training and self.momentum is None:
+            return 1.0 / float(self.num_batches_tracked)
+        return 0.0 if self.momentum is None else self.momentum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: (T, B, C, ...) or, with channels_last, (T, B, N, C); output has the input's shape."""
+        self._check(x)
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        T, B = x.shape[:2]
+        if self.channels_last:
+            x = x.movedim(-1, 2)  # (T, B, C, N)
+        if self.per_step:
+            y = x.transpose(0, 1).reshape(B, T * self.num_features, *x.shape[3:])  # (B, T*C, ...), t-major
+        else:
+            y = x.reshape(T * B, self.num_features, *x.shape[3:])
+        y = F.batch_norm(
+            y, self.running_mean, self.running_var, self.weight, self.bias,
+            self.training, self._momentum(), self.eps,
+        )
+        if self.per_step:
+            y = y.reshape(B, T, *x.shape[2:]).transpose(0, 1)
+        else:
+            y = y.reshape(x.shape)
+        if self.channels_last:
+            y = y.movedim(2, -1)
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, num_steps={self.num_steps}, per_step={self.per_step}, "
+            f"channels_last={self.channels_last}, eps={self.eps}, momentum={self.momentum}"
+        )

@@ -1,0 +1,146 @@
+"""The proof that svformer is the authors' model: their golden outputs reproduced from their weights."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from svformer import SVFormer, create_model, load_official
+from svformer.models import official_to_svformer_key, svformer_to_official_key
+from svformer.snn import FiringRateMonitor
+
+from ..conftest import REFERENCE
+
+FIXTURES = ["official_small.pt", "official_dvs.pt"]
+
+
+def _fixture(name):
+    path = REFERENCE / name
+    if not path.exists():
+        pytest.skip(f"golden fixture {path} not present")
+    return torch.load(path, weights_only=True)
+
+
+def _model(cfg):
+    return SVFormer(num_classes=cfg["num_classes"], in_chans=cfg["in_chans"], img_size=cfg["img_size"],
+                    num_frames=cfg["T"], embed_dim=cfg["embed_dim"], depth=cfg["depth"],
+                    head_dim=cfg["head_dim"], mlp_ratio=cfg["mlp_ratio"])
+
+
+def _official_rates(monitor):
+    return {svformer_to_official_key(name + ".")[:-1]: r for name, r in monitor.rates().items()}
+
+
+def _rel(a, b):
+    return float((a.detach() - b).norm() / b.norm())
+
+
+@pytest.fixture(params=FIXTURES, scope="module")
+def golden(request):
+    return _fixture(request.param)
+
+
+@pytest.mark.parametrize("backend", ["fused", "reference"])
+def test_eval_logits_and_firing_rates(golden, backend):
+    model = load_official(_model(golden["config"]), golden["state_dict"]).eval()
+    for m in model.modules():
+        if hasattr(m, "backend"):
+            m.backend = backend
+    with torch.no_grad(), FiringRateMonitor(model) as mon:
+        logits = model(golden["input"])
+    assert _rel(logits, golden["logits_eval"]) < 1e-4
+    rates = _official_rates(mon)
+    assert rates.keys() == golden["firing_rates_eval"].keys()
+    for name, ref in golden["firing_rates_eval"].items():
+        assert rates[name] == pytest.approx(ref, abs=1e-6), name
+
+
+@pytest.mark.parametrize("backend", ["fused", "reference"])
+def test_train_logits_loss_gradients_and_firing_rates(golden, backend):
+    model = load_official(_model(golden["config"]), golden["state_dict"]).train()
+    for m in model.modules():
+        if hasattr(m, "backend"):
+            m.backend = backend
+    with FiringRateMonitor(model) as mon:
+        logits = model(golden["input"])
+    loss = F.cross_entropy(logits, golden["target"])
+    loss.backward()
+    assert _rel(logits, golden["logits_train"]) < 1e-4
+    assert float(loss) == pytest.approx(float(golden["loss_train"]), rel=1e-5)
+    for name, ref in golden["firing_rates_train"].items():
+        assert _official_rates(mon)[name] == pytest.approx(ref, abs=1e-6), name
+
+    grads = {svformer_to_official_key(n): p.grad for n, p in model.named_parameters()}
+    assert grads.keys() == golden["grads_train"].keys()
+    scale = max(float(g.abs().max()) for g in golden["grads_train"].values())
+    for name, ref in golden["grads_train"].items():
+        ours = grads[name]
+        if _bias_before_batchnorm(name):
+            # A train-mode BN removes any constant shift, so the exact gradient of a bias right before it
+            # is zero; both implementations return float32 rounding noise of the summed input gradient.
+            # Check that both are negligible next to the gradient of the same layer's weight (which is 0
+            # where the layer's input spikes are all 0) and to the largest gradient in the model.
+            weight = golden["grads_train"][name[: -len("bias")] + "weight"]
+            limit = 1e-2 * float(weight.abs().max()) + 1e-5 * scale
+            assert float(ours.abs().max()) <= limit and float(ref.abs().max()) <= limit, name
+            continue
+        err = float((ours - ref).abs().max())
+        assert err <= 1e-4 * float(ref.abs().max()) + 1e-7, f"{name}: max error {err:.3g}"
+
+
+def _bias_before_batchnorm(name):
+    # Every conv/linear of SVFormer reaches a BatchNorm through linear, shift-preserving layers, except
+    # the classifier and CBlock.conv1, whose shift the zero-padded 5x5 conv makes position-dependent.
+    # Norms' own biases are affine parameters with real gradients.
+    return (name.endswith(".bias") and name not in ("head.bias",) and not name.endswith("conv1.bias")
+            and "norm" not in name and "BN" not in name and "dwconv_bn" not in name)
+
+
+def test_key_mapping_round_trip():
+    names = [line.split()[0] for line in (REFERENCE / "official_full_state_dict.txt").read_text().splitlines()
+             if line and not line.startswith("#")]
+    model = create_model("svformer_paper")
+    ours = set(model.state_dict())
+    assert {official_to_svformer_key(n) for n in names} == ours
+    assert all(official_to_svformer_key(svformer_to_official_key(k)) == k for k in ours)
+
+
+def test_full_paper_state_dict_shapes_match():
+    lines = [line for line in (REFERENCE / "official_full_state_dict.txt").read_text().splitlines()
+             if line and not line.startswith("#")]
+    shapes = {}
+    for line in lines:
+        key, shape = line.split(" ", 1)
+        shapes[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+    state = create_model("svformer_paper").state_dict()
+    fake = {k: torch.zeros(s, dtype=state[official_to_svformer_key(k)].dtype) for k, s in shapes.items()}
+    load_official(create_model("svformer_paper"), fake)
+
+
+def test_load_from_pyth_checkpoint(tmp_path, golden):
+    path = tmp_path / "best_Valtop1Err_checkpoint.pyth"
+    torch.save({"epoch": 600, "model_state": golden["state_dict"], "optimizer_state": {}, "cfg": "..."}, path)
+    model = load_official(_model(golden["config"]), path).eval()
+    with torch.no_grad():
+        assert _rel(model(golden["input"]), golden["logits_eval"]) < 1e-4
+
+
+def test_strict_errors(tmp_path, golden):
+    cfg = golden["config"]
+    state = dict(golden["state_dict"])
+    wrong_classes = SVFormer(**{**dict(num_classes=cfg["num_classes"] + 1, in_chans=cfg["in_chans"],
+                                      img_size=cfg["img_size"], num_frames=cfg["T"], embed_dim=cfg["embed_dim"],
+                                      depth=cfg["depth"], head_dim=cfg["head_dim"], mlp_ratio=cfg["mlp_ratio"])})
+    with pytest.raises(ValueError, match=r"shape mismatch for 'head.weight'"):
+        load_official(wrong_classes, state)
+    missing = dict(state)
+    del missing["lpBN.running_var"]
+    with pytest.raises(ValueError, match=r"missing 1 key\(s\), first 'lpBN.running_var'"):
+        load_official(_model(cfg), missing)
+    extra = dict(state, **{"blocks9.0.attn.qkv.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="blocks9.0.attn.qkv.weight"):
+        load_official(_model(cfg), extra)
+    with pytest.raises(FileNotFoundError, match="nowhere.pyth"):
+        load_official(_model(cfg), tmp_path / "nowhere.pyth")
+    bad = tmp_path / "corrupt.pyth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt.pyth"):
+        load_official(_model(cfg), bad)
