@@ -1,0 +1,75 @@
+"""The `svformer` command: a thin shell over importable functions.
+
+    svformer list-models
+    svformer info svformer_paper [--batch 1] [--set num_classes=51 ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+import yaml
+
+
+def _parse_overrides(items: List[str]) -> dict:
+    """``key=value`` pairs; values are parsed as YAML scalars/lists (``embed_dim=[16,32,48,64]``)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"svformer: --set expects key=value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_list_models(args) -> int:
+    from .models import list_models
+
+    for name in list_models(args.pattern):
+        print(name)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .analysis import count_macs
+    from .models import create_model
+
+    try:
+        model = create_model(args.model, **_parse_overrides(args.set))
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"svformer info: {e}")
+    shape = (args.batch, model.in_chans, model.num_frames, *model.img_size)
+    report = count_macs(model, shape)
+    print(f"model {args.model}")
+    print(report.table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="svformer",
+        description="SVFormer, a directly trained spiking video transformer (arXiv 2406.15034).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list-models", help="list the registered model names")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'svformer_*'")
+    p.set_defaults(func=cmd_list_models)
+
+    p = sub.add_parser("info", help="parameters and dense MACs per clip of a model")
+    p.add_argument("model", help="a registered model name (see list-models)")
+    p.add_argument("--batch", type=int, default=1, help="clips per forward pass (default 1)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="constructor overrides, e.g. num_classes=51 num_frames=8")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

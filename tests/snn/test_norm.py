@@ -1,0 +1,72 @@
+import pytest
+import torch
+from torch import nn
+
+from svformer.snn import TimeBatchNorm
+
+
+def _authors_bn_maps(x, bn):
+    # BatchNorm2d_eT of the authors: (T, B, C, H, W) -> (B, T*C, H, W) -> BN -> back.
+    T, B, C, H, W = x.shape
+    y = bn(x.permute(1, 0, 2, 3, 4).reshape(B, T * C, H, W))
+    return y.reshape(B, T, C, H, W).permute(1, 0, 2, 3, 4)
+
+
+def _authors_bn_tokens(x, bn):
+    # BatchNorm1d_eT: (T, B, N, C) -> (T, B, C, N) -> (B, T*C, N) -> BN -> back.
+    T, B, N, C = x.shape
+    y = bn(x.transpose(2, 3).permute(1, 0, 2, 3).reshape(B, T * C, N))
+    return y.reshape(B, T, C, N).permute(1, 0, 2, 3).transpose(2, 3)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+def test_per_step_matches_authors_layout(channels_last, training):
+    T, B, C = 4, 3, 5
+    x = torch.randn(T, B, 7, C) if channels_last else torch.randn(T, B, C, 6, 6)
+    ours = TimeBatchNorm(C, T, channels_last=channels_last)
+    ref = nn.BatchNorm1d(T * C) if channels_last else nn.BatchNorm2d(T * C)
+    with torch.no_grad():
+        for p in (ours.weight, ours.bias, ours.running_mean):
+            p.normal_()
+        ours.running_var.uniform_(0.5, 2)
+    ref.load_state_dict(ours.state_dict())
+    ours.train(training)
+    ref.train(training)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya = ours(xa)
+    yb = (_authors_bn_tokens if channels_last else _authors_bn_maps)(xb, ref)
+    torch.testing.assert_close(ya, yb)
+    (ya * torch.arange(ya.numel()).reshape(ya.shape).cos()).sum().backward()
+    (yb * torch.arange(yb.numel()).reshape(yb.shape).cos()).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+
+
+def test_statistics_are_per_time_step():
+    bn = TimeBatchNorm(2, 3).train()
+    x = torch.randn(3, 8, 2, 4, 4) * torch.tensor([1.0, 5.0, 20.0]).view(3, 1, 1, 1, 1) + 7
+    y = bn(x)
+    for t in range(3):
+        assert y[t].mean(dim=(0, 2, 3)).abs().max() < 1e-5
+        assert (y[t].var(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-3
+    assert bn.running_mean.shape == (6,)  # t-major: entry t*C + c
+
+
+def test_shared_over_time():
+    bn = TimeBatchNorm(2, per_step=False).train()
+    ref = nn.BatchNorm2d(2).train()
+    x = torch.randn(5, 3, 2, 4, 4)
+    torch.testing.assert_close(bn(x), ref(x.flatten(0, 1)).unflatten(0, (5, 3)))
+    bn(torch.randn(2, 3, 2, 4, 4))  # any T
+
+
+def test_wrong_T_and_channels():
+    bn = TimeBatchNorm(4, 16)
+    with pytest.raises(ValueError, match="built for T=16 time steps, got T=8"):
+        bn(torch.randn(8, 2, 4, 3, 3))
+    with pytest.raises(ValueError, match="expected 4 channels"):
+        bn(torch.randn(16, 2, 5, 3, 3))
+    with pytest.raises(ValueError, match="num_steps"):
+        TimeBatchNorm(4)
