@@ -12,11 +12,24 @@ from ..conftest import REFERENCE
 FIXTURES = ["official_small.pt", "official_dvs.pt"]
 
 
-def _fixture(name):
+def _reference(name):
     path = REFERENCE / name
     if not path.exists():
-        pytest.skip(f"golden fixture {path} not present")
-    return torch.load(path, weights_only=True)
+        pytest.skip(f"reference file {path} not present (shared/ must sit beside the repository)")
+    return path
+
+
+def _fixture(name):
+    return torch.load(_reference(name), weights_only=True)
+
+
+def _official_shapes():
+    shapes = {}
+    for line in _reference("official_full_state_dict.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, shape = line.split(" ", 1)
+            shapes[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+    return shapes
 
 
 def _model(cfg):
@@ -95,8 +108,7 @@ def _bias_before_batchnorm(name):
 
 
 def test_key_mapping_round_trip():
-    names = [line.split()[0] for line in (REFERENCE / "official_full_state_dict.txt").read_text().splitlines()
-             if line and not line.startswith("#")]
+    names = list(_official_shapes())
     model = create_model("svformer_paper")
     ours = set(model.state_dict())
     assert {official_to_svformer_key(n) for n in names} == ours
@@ -104,12 +116,7 @@ def test_key_mapping_round_trip():
 
 
 def test_full_paper_state_dict_shapes_match():
-    lines = [line for line in (REFERENCE / "official_full_state_dict.txt").read_text().splitlines()
-             if line and not line.startswith("#")]
-    shapes = {}
-    for line in lines:
-        key, shape = line.split(" ", 1)
-        shapes[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+    shapes = _official_shapes()
     state = create_model("svformer_paper").state_dict()
     fake = {k: torch.zeros(s, dtype=state[official_to_svformer_key(k)].dtype) for k, s in shapes.items()}
     load_official(create_model("svformer_paper"), fake)
