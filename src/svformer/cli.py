@@ -2,6 +2,7 @@
 
     svformer list-models
     svformer info svformer_paper [--batch 1] [--set num_classes=51 ...]
+    svformer energy --model svformer_paper --firing-rates authors-ucf101 --json out.json --plots plots/
 """
 from __future__ import annotations
 
@@ -46,6 +47,31 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_energy(args) -> int:
+    from .analysis.estimate import estimate_from_rates, format_table, load_rates
+    from .analysis.plots import save_energy_plots
+    from .models import create_model, load_official
+
+    try:
+        model = create_model(args.model, **_parse_overrides(args.set))
+        if args.checkpoint:
+            load_official(model, args.checkpoint)
+        rates = load_rates(args.firing_rates)
+        shape = (1, model.in_chans, model.num_frames, *model.img_size)
+        estimate = estimate_from_rates(model, shape, rates, origin=args.firing_rates)
+    except (FileNotFoundError, TypeError, ValueError) as e:
+        raise SystemExit(f"svformer energy: {e}")
+    print(f"model {args.model}, input {shape}, firing rates from {args.firing_rates}")
+    print(format_table(estimate, args.protocol))
+    if args.json:
+        estimate.to_json(args.json)
+        print(f"wrote {args.json}")
+    if args.plots:
+        for what, path in save_energy_plots(estimate.rates, estimate.reports[args.protocol], args.plots).items():
+            print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="svformer",
@@ -63,6 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="constructor overrides, e.g. num_classes=51 num_frames=8")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("energy", help="energy per clip under several protocols, from a firing-rates file",
+                       description="Energy per clip (paper, full, memory-aware and dense-ANN protocols) from "
+                                   "the model's shapes and per-layer firing rates; see docs/energy.md.")
+    p.add_argument("--model", required=True, help="a registered model name")
+    p.add_argument("--firing-rates", required=True, metavar="RATES.json",
+                   help="JSON {layer: rate in [0,1]} with svformer or authors' layer names, or "
+                        "'authors-ucf101' for the authors' logged UCF101 rates")
+    p.add_argument("--checkpoint", help="authors' checkpoint to load (checks that it fits the model)")
+    p.add_argument("--protocol", default="paper", choices=["paper", "full", "memory", "dense_ann"],
+                   help="protocol of the per-layer table and energy plot (default paper)")
+    p.add_argument("--json", metavar="OUT.json", help="write every protocol's totals and per-layer rows")
+    p.add_argument("--plots", metavar="DIR", help="write firing-rate and energy plots (PNG) here")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="model constructor overrides")
+    p.set_defaults(func=cmd_energy)
     return parser
 
 

@@ -94,6 +94,13 @@ class CBlock(nn.Module):
         return x + self.drop_path(self.mlp(x))
 
 
+class MatMul(nn.Module):
+    """``a @ b`` as a module, so that analysis hooks see the attention products with their operands."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a @ b
+
+
 class SpikingSelfAttention(nn.Module):
     """Spiking self-attention with linear cost in the number of tokens.
 
@@ -115,6 +122,8 @@ class SpikingSelfAttention(nn.Module):
         self.q_lif = neuron()
         self.k_lif = neuron()
         self.v_lif = neuron()
+        self.kv_matmul = MatMul()
+        self.q_matmul = MatMul()
         self.proj_lif = neuron()
         self.proj = nn.Linear(dim, dim)
         self.norm2 = norm(dim, True)
@@ -126,8 +135,8 @@ class SpikingSelfAttention(nn.Module):
         q = self.q_lif(qkv[0])  # (T, B, h, N, d) spikes
         k = self.k_lif(qkv[1])
         v = self.v_lif(qkv[2])
-        context = k.transpose(-2, -1) @ v  # (T, B, h, d, d)
-        out = (q @ context) * self.scale  # (T, B, h, N, d)
+        context = self.kv_matmul(k.transpose(-2, -1), v)  # (T, B, h, d, d), integer counts
+        out = self.q_matmul(q, context) * self.scale  # (T, B, h, N, d)
         out = out.transpose(2, 3).reshape(T, B, N, C)
         return self.norm2(self.proj(self.proj_lif(out)))
 
