@@ -38,6 +38,14 @@ def _model(cfg):
                     head_dim=cfg["head_dim"], mlp_ratio=cfg["mlp_ratio"])
 
 
+def _loaded(golden, backend):
+    model = load_official(_model(golden["config"]), golden["state_dict"])
+    for m in model.modules():
+        if hasattr(m, "backend"):
+            m.backend = backend
+    return model
+
+
 def _official_rates(monitor):
     return {svformer_to_official_key(name + ".")[:-1]: r for name, r in monitor.rates().items()}
 
@@ -53,10 +61,7 @@ def golden(request):
 
 @pytest.mark.parametrize("backend", ["fused", "reference"])
 def test_eval_logits_and_firing_rates(golden, backend):
-    model = load_official(_model(golden["config"]), golden["state_dict"]).eval()
-    for m in model.modules():
-        if hasattr(m, "backend"):
-            m.backend = backend
+    model = _loaded(golden, backend).eval()
     with torch.no_grad(), FiringRateMonitor(model) as mon:
         logits = model(golden["input"])
     assert _rel(logits, golden["logits_eval"]) < 1e-4
@@ -68,10 +73,7 @@ def test_eval_logits_and_firing_rates(golden, backend):
 
 @pytest.mark.parametrize("backend", ["fused", "reference"])
 def test_train_logits_loss_gradients_and_firing_rates(golden, backend):
-    model = load_official(_model(golden["config"]), golden["state_dict"]).train()
-    for m in model.modules():
-        if hasattr(m, "backend"):
-            m.backend = backend
+    model = _loaded(golden, backend).train()
     with FiringRateMonitor(model) as mon:
         logits = model(golden["input"])
     loss = F.cross_entropy(logits, golden["target"])
