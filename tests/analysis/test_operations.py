@@ -76,26 +76,28 @@ def test_attention_products_counted_with_their_spike_rates():
     torch.manual_seed(0)
     T, B, N, C, d = 2, 1, 6, 8, 4
     attn = SpikingSelfAttention(C, d, lambda: IFNode(v_threshold=0.5), lambda c, last: TimeBatchNorm(c, T, True, last))
-    x = torch.randn(T, B, N, C) * 2
+    seen = {}
+    for name in ("q_lif", "k_lif", "v_lif"):
+        getattr(attn, name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name[0], o))
 
-    def model(inp):
-        return attn(inp)
+    class Clip(nn.Module):  # (B, T, N, C) at the boundary, as a model takes clips
+        def __init__(self):
+            super().__init__()
+            self.attn = attn
 
-    q_seen = {}
-    attn.q_lif.register_forward_hook(lambda m, i, o: q_seen.__setitem__("q", o))
-    attn.k_lif.register_forward_hook(lambda m, i, o: q_seen.__setitem__("k", o))
-    attn.v_lif.register_forward_hook(lambda m, i, o: q_seen.__setitem__("v", o))
-    wrapper = nn.ModuleDict({"attn": attn})
-    with OperationCounter(wrapper) as counter:
-        counter._clips = B  # the wrapper is not called itself; one clip of B=1
-        attn(x)
+        def forward(self, x):
+            return self.attn(x.transpose(0, 1))
+
+    with torch.no_grad(), OperationCounter(Clip()) as counter:
+        counter.model(torch.randn(B, T, N, C) * 2)
     rec = {r.name: r for r in counter.records()}
     h = C // d
     kv, qm = rec["attn.kv_matmul"], rec["attn.q_matmul"]
     assert kv.dense == T * h * d * d * N and qm.dense == T * h * N * d * d
-    q, k, v = q_seen["q"], q_seen["k"], q_seen["v"]  # (T, B, h, N, d)
-    coincidences = sum(float(k[t, 0, i, n].sum() * v[t, 0, i, n].sum().detach())
+    q, k, v = seen["q"], seen["k"], seen["v"]  # (T, B, h, N, d)
+    coincidences = sum(float(k[t, 0, i, n].sum() * v[t, 0, i, n].sum())
                        for t in range(T) for i in range(h) for n in range(N))
+    assert coincidences > 0 and 0 < float(q.mean()) < 1, "the toy input must make Q, K and V fire"
     assert kv.coincident == pytest.approx(coincidences)
     assert qm.operands[0].spike and not qm.operands[1].spike
     assert qm.operands[0].rate == pytest.approx(float(q.mean()))
