@@ -72,6 +72,28 @@ def cmd_energy(args) -> int:
     return 0
 
 
+def cmd_data_check(args) -> int:
+    from .data.doctor import check_dataset
+
+    report = check_dataset(args.dataset, args.root, args.split, decode=not args.no_decode,
+                           progress=sys.stderr.isatty())
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_data_synth(args) -> int:
+    from .data.dvs_gesture import write_synthetic_gesture
+    from .data.synthetic import SynthConfig, write_ucf_layout
+
+    if args.kind == "video":
+        write_ucf_layout(args.out, SynthConfig(size=args.size, num_frames=args.frames), seed=args.seed,
+                         progress=sys.stderr.isatty())
+    else:
+        write_synthetic_gesture(args.out, seed=args.seed)
+    print(f"wrote synthetic {args.kind} dataset to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="svformer",
@@ -104,6 +126,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", metavar="DIR", help="write firing-rate and energy plots (PNG) here")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="model constructor overrides")
     p.set_defaults(func=cmd_energy)
+
+    data = sub.add_parser("data", help="check an unpacked dataset or write a synthetic one")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    from .data.build import DATASETS
+
+    p = data_sub.add_parser("check", help="validate a dataset folder against its expected layout")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--root", required=True, help="the folder the archive was unpacked into")
+    p.add_argument("--split", type=int, default=1, help="official split (UCF101/HMDB51: 1-3)")
+    p.add_argument("--no-decode", action="store_true", help="check lists and files only, decode nothing")
+    p.set_defaults(func=cmd_data_check)
+
+    p = data_sub.add_parser("synth", help="write the synthetic motion dataset in a real layout")
+    p.add_argument("--kind", choices=["video", "events"], default="video",
+                   help="video: UCF101 layout (AVI); events: DvsGesture layout (AEDAT 3.1)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--size", type=int, default=64, help="frame size of the videos (default 64)")
+    p.add_argument("--frames", type=int, default=32, help="frames per video (default 32)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_data_synth)
     return parser
 
 

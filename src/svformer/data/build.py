@@ -1,0 +1,34 @@
+"""Datasets by name: one place that maps a dataset name and root to sample lists and Dataset objects."""
+from __future__ import annotations
+
+import os
+from typing import List, Tuple
+
+from . import lists
+from .lists import VideoSample
+
+VIDEO_DATASETS = ("ucf101", "hmdb51", "ntu60_xsub", "ntu60_xview", "csv", "folder")
+EVENT_DATASETS = ("dvs128_gesture",)
+DATASETS = VIDEO_DATASETS + EVENT_DATASETS
+
+
+def video_samples(name: str, root: str, split: int = 1, subset: str = "train") -> Tuple[List[VideoSample], List[str]]:
+    """(samples, class_names) of a video dataset.
+
+    ``csv``: ``root`` is a folder with ``train.csv`` / ``test.csv`` (the authors' lists; paths relative
+    to the folder's ``videos/`` if present, else to the folder); ``folder``: ``root/<subset>/<class>/*``
+    when ``root/<subset>`` exists, else ``root/<class>/*``.
+    """
+    if name == "ucf101":
+        return lists.ucf101(root, split, subset)
+    if name == "hmdb51":
+        return lists.hmdb51(root, split, subset)
+    if name in ("ntu60_xsub", "ntu60_xview"):
+        return lists.ntu60(root, name.split("_")[1], subset)
+    if name == "csv":
+        prefix = os.path.join(root, "videos") if os.path.isdir(os.path.join(root, "videos")) else root
+        return lists.csv_list(os.path.join(root, f"{subset}.csv"), prefix)
+    if name == "folder":
+        sub = os.path.join(root, subset)
+        return lists.folder(sub if os.path.isdir(sub) else root)
+    raise ValueError(f"unknown video dataset {name!r}; choose one of {', '.join(VIDEO_DATASETS)}")

@@ -1,0 +1,168 @@
+"""A synthetic motion-action dataset, written as real video files in the UCF101 layout.
+
+Ten classes live only in the motion of one textured object: translate right/left/up/down, rotate
+clockwise/anticlockwise, zoom in/out, oscillate, still. Shape, colour, texture, background, position at
+mid-clip, size at mid-clip, speed and pixel noise are drawn independently of the class, and every motion
+is centred on the middle of the clip, so the middle frame has the same distribution in every class and
+one frame alone carries no class information; a model must use time.
+
+`write_ucf_layout` writes ``UCF-101/<Class>/v_<Class>_gGG_cCC.avi`` (MPEG-4 Part 2 in AVI, like
+UCF101's XVID) and ``ucfTrainTestlist/`` (classInd, trainlist01, testlist01), so the real UCF101 loader
+reads it unchanged. Groups 01-07 are the test groups, as in UCF101's split 1. Seeded and reproducible.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+CLASSES = ("TranslateRight", "TranslateLeft", "TranslateUp", "TranslateDown", "RotateClockwise",
+           "RotateAnticlockwise", "ZoomIn", "ZoomOut", "Oscillate", "Still")
+SHAPES = ("disc", "square", "triangle", "cross")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    size: int = 64            # frames are size x size
+    num_frames: int = 32      # frames per video
+    fps: int = 25
+    train_groups: int = 6     # groups 08.. per class in the train list
+    test_groups: int = 2      # groups 01.. per class in the test list
+    clips_per_group: int = 4
+    noise: float = 6.0        # pixel noise std (0-255)
+
+
+def _texture(u, v, kind: int, freq: float, phase: float):
+    if kind == 0:
+        return 0.5 + 0.5 * np.sin(freq * u + phase)
+    if kind == 1:
+        return ((np.floor(freq * u / np.pi) + np.floor(freq * v / np.pi)) % 2).astype(np.float32)
+    return 0.5 + 0.5 * np.sin(freq * u + phase) * np.cos(0.7 * freq * v)
+
+
+def _mask(u, v, shape: str):
+    if shape == "disc":
+        return u * u + v * v <= 1.0
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.85
+    if shape == "triangle":
+        return (v >= -0.6) & (v <= 1.0 - 1.6 * np.abs(u) * 1.0) & (np.abs(u) <= 0.95)
+    return (np.abs(u) <= 0.3) & (np.abs(v) <= 1.0) | (np.abs(v) <= 0.3) & (np.abs(u) <= 1.0)
+
+
+def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int = 32, noise: float = 6.0
+           ) -> np.ndarray:
+    """One video of class ``label`` as uint8 (T, H, W, 3)."""
+    t = np.arange(num_frames, dtype=np.float32) - (num_frames - 1) / 2  # centred time
+    radius = rng.uniform(0.12, 0.2) * size
+    centre = rng.uniform(0.35, 0.65, size=2) * size
+    angle0 = rng.uniform(0, 2 * np.pi)
+    speed = rng.uniform(0.5, 1.0) * size * 0.3 / num_frames * 2  # pixels per frame
+    cx = np.full(num_frames, centre[0], np.float32)
+    cy = np.full(num_frames, centre[1], np.float32)
+    angle = np.full(num_frames, angle0, np.float32)
+    scale = np.ones(num_frames, np.float32)
+    name = CLASSES[label]
+    if name == "TranslateRight":
+        cx = cx + speed * t
+    elif name == "TranslateLeft":
+        cx = cx - speed * t
+    elif name == "TranslateUp":
+        cy = cy - speed * t
+    elif name == "TranslateDown":
+        cy = cy + speed * t
+    elif name in ("RotateClockwise", "RotateAnticlockwise"):
+        omega = rng.uniform(0.08, 0.16) * (1 if name == "RotateClockwise" else -1)
+        angle = angle0 + omega * t
+    elif name in ("ZoomIn", "ZoomOut"):
+        rate = rng.uniform(0.02, 0.035) * (1 if name == "ZoomIn" else -1)
+        scale = np.exp(rate * t)
+    elif name == "Oscillate":
+        direction = rng.uniform(0, 2 * np.pi)
+        amplitude = rng.uniform(0.08, 0.14) * size
+        period = rng.uniform(6, 10)
+        offset = amplitude * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
+        cx, cy = cx + offset * np.cos(direction), cy + offset * np.sin(direction)
+
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    dx = xs[None] - cx[:, None, None]
+    dy = ys[None] - cy[:, None, None]
+    cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+    r = (radius * scale)[:, None, None]
+    u = (cos * dx + sin * dy) / r  # object coordinates: rotate back and unscale
+    v = (-sin * dx + cos * dy) / r
+    mask = _mask(u, v, SHAPES[rng.integers(len(SHAPES))])
+    tex = _texture(u, v, int(rng.integers(3)), rng.uniform(3, 6), rng.uniform(0, 2 * np.pi))
+    colour_a, colour_b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    obj = colour_a + (colour_b - colour_a) * tex[..., None]
+    bg_base = rng.uniform(0, 255, 3)
+    bg_tex = _texture(xs / size * 6, ys / size * 6, int(rng.integers(3)), rng.uniform(1, 3), rng.uniform(0, 6))
+    bg = bg_base + rng.uniform(-40, 40, 3) * (bg_tex[..., None] - 0.5)
+    frames = np.where(mask[..., None], obj, bg[None])
+    frames = frames + rng.normal(0, noise, frames.shape)
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def write_ucf_layout(root: str, config: SynthConfig = SynthConfig(), seed: int = 0, progress: bool = False) -> str:
+    """Write the synthetic dataset under ``root`` in the UCF101 layout; returns ``root``.
+
+    Skips work when ``root/.complete`` records the same config and seed (a cache for the demo).
+    """
+    from .video import write_video
+
+    stamp = os.path.join(root, ".complete")
+    signature = f"{config}|seed={seed}"
+    if os.path.isfile(stamp) and open(stamp).read() == signature:
+        return root
+    videos = os.path.join(root, "UCF-101")
+    lists = os.path.join(root, "ucfTrainTestlist")
+    os.makedirs(lists, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    jobs = []
+    for label, name in enumerate(CLASSES):
+        os.makedirs(os.path.join(videos, name), exist_ok=True)
+        for g in range(1, config.test_groups + config.train_groups + 1):
+            group = g if g <= config.test_groups else 7 + g - config.test_groups
+            for c in range(1, config.clips_per_group + 1):
+                rel = f"{name}/v_{name}_g{group:02d}_c{c:02d}.avi"
+                (test if g <= config.test_groups else train).append((rel, label))
+                jobs.append((rel, label, int(rng.integers(2**63))))
+    bar = _progress(len(jobs), "writing synthetic videos") if progress else None
+    for rel, label, video_seed in jobs:
+        frames = render(label, np.random.default_rng(video_seed), config.size, config.num_frames, config.noise)
+        write_video(os.path.join(videos, rel), frames, fps=config.fps)
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    with open(os.path.join(lists, "classInd.txt"), "w") as f:
+        f.writelines(f"{i + 1} {n}\r\n" for i, n in enumerate(CLASSES))
+    with open(os.path.join(lists, "trainlist01.txt"), "w") as f:
+        f.writelines(f"{rel} {label + 1}\r\n" for rel, label in train)
+    with open(os.path.join(lists, "testlist01.txt"), "w") as f:
+        f.writelines(f"{rel}\r\n" for rel, _ in test)
+    with open(stamp, "w") as f:
+        f.write(signature)
+    return root
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="video", dynamic_ncols=True)
+
+
+def render_for_events(label: int, rng: np.random.Generator, size: int = 128, num_frames: int = 48,
+                      noise: float = 2.0) -> np.ndarray:
+    """A motion video at sensor resolution for the event-camera model (uint8 (T, H, W, 3))."""
+    return render(label, rng, size, num_frames, noise)
+
+
+def shuffle_frames(clip, generator: Optional["np.random.Generator"] = None):
+    """The frame-shuffled control: the same clip (C, T, H, W) with its frames in random order."""
+    rng = generator or np.random.default_rng(0)
+    order = rng.permutation(clip.shape[1])
+    return clip[:, order]
