@@ -126,3 +126,7 @@ def test_bad_inputs_fail_with_clear_messages():
         SVFormer(**{**SMALL, "head_dim": 20})
     with pytest.raises(ValueError, match="unknown head"):
         SVFormer(head="linear")
+    with pytest.raises(ValueError, match="even stage-3 map"):
+        SVFormer(**{**SMALL, "img_size": 48})
+    assert SVFormer(num_classes=4, **{**SMALL, "img_size": 48, "fusion": False}).eval()(
+        torch.randn(1, 3, 3, 48, 48)).shape == (1, 4)

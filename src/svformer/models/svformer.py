@@ -119,6 +119,11 @@ class SVFormer(nn.Module):
         self.blocks4 = nn.ModuleList(
             SABlock(dims[3], head_dim, mlp_ratio, make_neuron, make_norm, next(rate)) for _ in range(depth[3]))
         if fusion:
+            stage3 = self._feature_size(self.img_size, stages=3)
+            if any(s % 2 for s in stage3):
+                raise ValueError(f"local-global fusion needs an even stage-3 map, but img_size {self.img_size} gives "
+                                 f"{stage3}; use a multiple of 32 whose stage-3 size is even (e.g. 64, 128, 224) "
+                                 f"or fusion=False")
             self.local = LocalPath(dims[2], dims[3], make_neuron, make_norm)
 
         self.num_features = dims[3] * (2 if fusion else 1)
@@ -153,10 +158,11 @@ class SVFormer(nn.Module):
         return TimeBatchNorm(channels, num_frames, per_step=per_step, channels_last=channels_last)
 
     @staticmethod
-    def _feature_size(img_size):
+    def _feature_size(img_size, stages: int = 4):
+        """Spatial size after ``stages`` patch embeddings (the stem, then stride-2 convs)."""
         def down(s):
             s = _out_size(s, 6, 4, 1)
-            for _ in range(3):
+            for _ in range(stages - 1):
                 s = _out_size(s, 4, 2, 1)
             return s
         return tuple(down(s) for s in img_size)
