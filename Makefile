@@ -1,11 +1,11 @@
-# `make test` builds the virtual environment from nothing, installs svformer with its dev extras and runs
-# the whole test suite. Nothing else is needed on a fresh clone.
+# `make demo` and `make test` build the virtual environment from nothing (svformer with its dev extras),
+# then run the CPU demo or the whole test suite. Nothing else is needed on a fresh clone.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv clean
+.PHONY: test demo venv clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Generates the synthetic motion dataset (cached in data/), trains svformer_tiny on the CPU, evaluates it
+# and prints the run folder (runs/demo). Extra overrides: make demo ARGS="optim.epochs=10".
+demo: $(STAMP)
+	$(VENV)/bin/svformer demo $(ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -1,5 +1,9 @@
 """The `svformer` command: a thin shell over importable functions.
 
+    svformer demo
+    svformer train ucf101 data.root=/data/ucf101 [--resume runs/ucf101/last.pt]
+    svformer test runs/ucf101/best.pt
+    svformer predict runs/ucf101/best.pt video.avi
     svformer list-models
     svformer info svformer_paper [--batch 1] [--set num_classes=51 ...]
     svformer energy --model svformer_paper --firing-rates authors-ucf101 --json out.json --plots plots/
@@ -53,23 +57,49 @@ def cmd_energy(args) -> int:
     from .models import create_model, load_official
 
     try:
-        model = create_model(args.model, **_parse_overrides(args.set))
         if args.checkpoint:
-            load_official(model, args.checkpoint)
-        rates = load_rates(args.firing_rates)
-        shape = (1, model.in_chans, model.num_frames, *model.img_size)
-        estimate = estimate_from_rates(model, shape, rates, origin=args.firing_rates)
+            estimate, shape, source = _measured_energy(args)
+        else:
+            if not (args.model and args.firing_rates):
+                raise ValueError("give --model and --firing-rates, or --checkpoint (measured on data)")
+            model = create_model(args.model, **_parse_overrides(args.set))
+            if args.official:
+                load_official(model, args.official)
+            rates = load_rates(args.firing_rates)
+            shape = (1, model.in_chans, model.num_frames, *model.img_size)
+            estimate = estimate_from_rates(model, shape, rates, origin=args.firing_rates)
+            source = f"{args.model}, firing rates from {args.firing_rates}"
     except (FileNotFoundError, TypeError, ValueError) as e:
         raise SystemExit(f"svformer energy: {e}")
-    print(f"model {args.model}, input {shape}, firing rates from {args.firing_rates}")
+    print(f"{source}, input {shape}")
     print(format_table(estimate, args.protocol))
     if args.json:
         estimate.to_json(args.json)
         print(f"wrote {args.json}")
     if args.plots:
-        for what, path in save_energy_plots(estimate.rates, estimate.reports[args.protocol], args.plots).items():
+        for path in save_energy_plots(estimate.rates, estimate.reports[args.protocol], args.plots).values():
             print(f"wrote {path}")
     return 0
+
+
+def _measured_energy(args):
+    """Energy measured with a training checkpoint on its test set (centre view of each video)."""
+    from torch.utils.data import Subset
+
+    from .analysis.estimate import estimate_from_data
+    from .engine.data import build_datasets, make_loader
+    from .engine.predict import load_trained
+
+    model, cfg, _ = load_trained(args.checkpoint)
+    if args.data:
+        cfg.data.root = args.data
+    cfg.data.test_clips, cfg.data.test_crops, cfg.data.synthetic = 1, 1, None
+    test = build_datasets(cfg).test
+    subset = Subset(test, list(range(min(len(test), args.clips))))
+    loader = make_loader(subset, 8, False, 0, cfg.seed)
+    estimate = estimate_from_data(model, (b["clip"] for b in loader if "clip" in b))
+    shape = (1, model.in_chans, model.num_frames, *model.img_size)
+    return estimate, shape, f"{args.checkpoint}, measured on {len(subset)} test clips of {cfg.data.root}"
 
 
 def cmd_data_check(args) -> int:
@@ -94,12 +124,131 @@ def cmd_data_synth(args) -> int:
     return 0
 
 
+def _config(args):
+    from .config import ConfigError, load_config
+
+    try:
+        return load_config(args.config, args.set)
+    except (ConfigError, FileNotFoundError) as e:
+        raise SystemExit(f"svformer {args.command}: {e}")
+
+
+def cmd_train(args) -> int:
+    import json
+
+    from .engine.trainer import train
+
+    cfg = _config(args)
+    try:
+        summary = train(cfg, resume=args.resume, test=not args.no_test)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"svformer train: {e}")
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("per_class", "firing_rates")}, indent=1))
+    return 0
+
+
+def cmd_test(args) -> int:
+    import json
+    import os
+
+    from .config import from_dict
+    from .engine.checkpoint import load_checkpoint
+    from .engine.trainer import Trainer
+
+    try:
+        state = load_checkpoint(args.checkpoint)
+        cfg = from_dict(state["config"])
+        if args.set:
+            from .config import load_config, to_dict
+            import tempfile, yaml
+
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+                yaml.safe_dump(to_dict(cfg), f)
+            cfg = load_config(f.name, args.set)
+            os.remove(f.name)
+        cfg.output_dir = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
+        trainer = Trainer(cfg)
+        trainer.module.load_state_dict(state["model"])
+        result = trainer.evaluate(trainer.data.test, "test")
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"svformer test: {e}")
+    from .engine.logger import plot_confusion
+
+    plot = plot_confusion(result.confusion, trainer.data.class_names,
+                          os.path.join(cfg.output_dir, "plots", "confusion_test.png"))
+    print(f"test: top-1 {100 * result.top1:.2f}%, top-5 {100 * result.top5:.2f}% on {result.num_videos} videos "
+          f"({cfg.data.test_clips} clips x {cfg.data.test_crops} crops, logits summed)")
+    print("per-class accuracy:")
+    for name, acc in result.per_class.items():
+        print(f"  {name:<32}{100 * acc:6.1f}%")
+    print("firing rates:")
+    for name, r in result.firing_rates.items():
+        print(f"  {name:<32}{100 * r:6.2f}%")
+    print(f"confusion matrix: {plot}")
+    with open(os.path.join(cfg.output_dir, "test_results.json"), "w") as f:
+        json.dump({**result.summary(), "per_class": result.per_class, "firing_rates": result.firing_rates}, f,
+                  indent=1)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .engine.predict import predict_file
+
+    try:
+        top = predict_file(args.checkpoint, args.input, args.topk)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"svformer predict: {e}")
+    except Exception as e:  # a video or AEDAT error names the file
+        raise SystemExit(f"svformer predict: {e}")
+    for name, p in top:
+        print(f"{100 * p:6.2f}%  {name}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .engine.demo import run_demo
+
+    try:
+        run_demo(args.set)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"svformer demo: {e}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="svformer",
         description="SVFormer, a directly trained spiking video transformer (arXiv 2406.15034).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model as a config says (YAML + key=value overrides)",
+                       description="Train with a shipped config (ucf101, hmdb51, ntu60_xsub, ntu60_xview, "
+                                   "dvs128_gesture, demo) or a YAML file; override any key with key=value.")
+    p.add_argument("config", help="config name or YAML path")
+    p.add_argument("set", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. data.root=/data/ucf101 optim.lr=3e-3")
+    p.add_argument("--resume", metavar="CKPT", help="continue exactly from a checkpoint (e.g. RUN/last.pt)")
+    p.add_argument("--no-test", action="store_true", help="skip the final multi-view test")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("test", help="multi-view test of a checkpoint: top-1/5, per-class, confusion, firing rates")
+    p.add_argument("checkpoint", help="an svformer training checkpoint (best.pt, last.pt, ...)")
+    p.add_argument("set", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. data.root=... data.test_clips=1")
+    p.add_argument("--out", help="folder for results and plots (default: the checkpoint's folder)")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("predict", help="top-k classes of one video (or AEDAT file) with a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("input", help="a video file, or an .aedat recording for event models")
+    p.add_argument("--topk", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="train svformer_tiny on synthetic motion videos on the CPU and report",
+                       description="Generates the synthetic motion dataset (cached), trains svformer_tiny on "
+                                   "the CPU, evaluates it (with a frame-shuffled control), reports firing rates "
+                                   "and energy, and prints the run folder.")
+    p.add_argument("set", nargs="*", metavar="KEY=VALUE", help="overrides of the demo config")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("list-models", help="list the registered model names")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'svformer_*'")
@@ -112,14 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="constructor overrides, e.g. num_classes=51 num_frames=8")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("energy", help="energy per clip under several protocols, from a firing-rates file",
-                       description="Energy per clip (paper, full, memory-aware and dense-ANN protocols) from "
-                                   "the model's shapes and per-layer firing rates; see docs/energy.md.")
-    p.add_argument("--model", required=True, help="a registered model name")
-    p.add_argument("--firing-rates", required=True, metavar="RATES.json",
+    p = sub.add_parser("energy", help="energy per clip under several protocols, measured or from firing rates",
+                       description="Energy per clip (paper, full, memory-aware and dense-ANN protocols), measured "
+                                   "with a training checkpoint on its test data, or from a model's shapes and a "
+                                   "firing-rates file; see docs/energy.md.")
+    p.add_argument("--checkpoint", help="svformer training checkpoint: measure spikes on its test set")
+    p.add_argument("--data", help="with --checkpoint: dataset root (default: the one in the checkpoint's config)")
+    p.add_argument("--clips", type=int, default=64, help="with --checkpoint: test clips to measure (default 64)")
+    p.add_argument("--model", help="a registered model name (with --firing-rates)")
+    p.add_argument("--firing-rates", metavar="RATES.json",
                    help="JSON {layer: rate in [0,1]} with svformer or authors' layer names, or "
                         "'authors-ucf101' for the authors' logged UCF101 rates")
-    p.add_argument("--checkpoint", help="authors' checkpoint to load (checks that it fits the model)")
+    p.add_argument("--official", help="with --model: the authors' checkpoint, checked to fit the model")
     p.add_argument("--protocol", default="paper", choices=["paper", "full", "memory", "dense_ann"],
                    help="protocol of the per-layer table and energy plot (default paper)")
     p.add_argument("--json", metavar="OUT.json", help="write every protocol's totals and per-layer rows")

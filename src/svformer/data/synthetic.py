@@ -20,6 +20,10 @@ import numpy as np
 
 CLASSES = ("TranslateRight", "TranslateLeft", "TranslateUp", "TranslateDown", "RotateClockwise",
            "RotateAnticlockwise", "ZoomIn", "ZoomOut", "Oscillate", "Still")
+# Bump when the renderer changes, so cached datasets are rewritten.
+GENERATOR_VERSION = 4
+# Contrast of the background texture (0-255 scale); low, so that the object's motion dominates.
+BG = 20.0
 SHAPES = ("disc", "square", "triangle", "cross")
 
 
@@ -56,10 +60,10 @@ def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int
            return_mask: bool = False):
     """One video of class ``label`` as uint8 (T, H, W, 3) (and the object's mask (T, H, W) if asked)."""
     t = np.arange(num_frames, dtype=np.float32) - (num_frames - 1) / 2  # centred time
-    radius = rng.uniform(0.12, 0.2) * size
+    radius = rng.uniform(0.16, 0.26) * size
     centre = rng.uniform(0.35, 0.65, size=2) * size
     angle0 = rng.uniform(0, 2 * np.pi)
-    speed = rng.uniform(0.5, 1.0) * size * 0.3 / num_frames * 2  # pixels per frame
+    speed = rng.uniform(0.5, 0.7) * size / num_frames  # pixels per frame: 50-70 % of the frame per video
     cx = np.full(num_frames, centre[0], np.float32)
     cy = np.full(num_frames, centre[1], np.float32)
     angle = np.full(num_frames, angle0, np.float32)
@@ -74,15 +78,22 @@ def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int
     elif name == "TranslateDown":
         cy = cy + speed * t
     elif name in ("RotateClockwise", "RotateAnticlockwise"):
-        omega = rng.uniform(0.08, 0.16) * (1 if name == "RotateClockwise" else -1)
+        # A rigid rotation about a pivot beside the object: it swings along an arc while turning, so the
+        # direction of rotation shows in the path as well as in the orientation.
+        omega = rng.uniform(3.0, 4.0) / num_frames * (1 if name == "RotateClockwise" else -1)
+        rho = rng.uniform(0.16, 0.22) * size
+        phi0 = rng.uniform(0, 2 * np.pi)
+        pivot = centre - rho * np.array([np.cos(phi0), np.sin(phi0)])
+        cx = pivot[0] + rho * np.cos(phi0 + omega * t)
+        cy = pivot[1] + rho * np.sin(phi0 + omega * t)
         angle = angle0 + omega * t
     elif name in ("ZoomIn", "ZoomOut"):
-        rate = rng.uniform(0.02, 0.035) * (1 if name == "ZoomIn" else -1)
+        rate = rng.uniform(0.7, 1.1) / num_frames * (1 if name == "ZoomIn" else -1)
         scale = np.exp(rate * t)
     elif name == "Oscillate":
         direction = rng.uniform(0, 2 * np.pi)
-        amplitude = rng.uniform(0.08, 0.14) * size
-        period = rng.uniform(6, 10)
+        amplitude = rng.uniform(0.1, 0.16) * size
+        period = rng.uniform(0.4, 0.6) * num_frames
         offset = amplitude * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
         cx, cy = cx + offset * np.cos(direction), cy + offset * np.sin(direction)
 
@@ -95,12 +106,22 @@ def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int
     v = (-sin * dx + cos * dy) / r
     mask = _mask(u, v, SHAPES[rng.integers(len(SHAPES))])
     tex = _texture(u, v, int(rng.integers(3)), rng.uniform(3, 6), rng.uniform(0, 2 * np.pi))
-    colour_a, colour_b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    # Every object carries an off-centre marker in the background's colour (on an axis, where every shape
+    # has area), so that its orientation, and a rotation, is visible whatever the shape's symmetry. It is
+    # part of the appearance of every class.
+    marker_angle = rng.integers(4) * np.pi / 2 + rng.uniform(-0.2, 0.2)
+    mu, mv = 0.5 * np.cos(marker_angle), 0.5 * np.sin(marker_angle)
+    marker = mask & ((u - mu) ** 2 + (v - mv) ** 2 <= 0.28 ** 2)
+    # Object and background on opposite sides of mid-grey, so the object is always visible; hues random.
+    dark_bg = rng.uniform() < 0.5
+    bg_base = rng.uniform(10, 100, 3) if dark_bg else rng.uniform(155, 245, 3)
+    colour_a = rng.uniform(150, 255, 3) if dark_bg else rng.uniform(0, 105, 3)
+    colour_b = colour_a + rng.uniform(-60, 60, 3)
     obj = colour_a + (colour_b - colour_a) * tex[..., None]
-    bg_base = rng.uniform(0, 255, 3)
     bg_tex = _texture(xs / size * 6, ys / size * 6, int(rng.integers(3)), rng.uniform(1, 3), rng.uniform(0, 6))
-    bg = bg_base + rng.uniform(-40, 40, 3) * (bg_tex[..., None] - 0.5)
+    bg = bg_base + rng.uniform(-BG, BG, 3) * (bg_tex[..., None] - 0.5)
     frames = np.where(mask[..., None], obj, bg[None])
+    frames = np.where(marker[..., None], bg_base, frames)
     frames = frames + rng.normal(0, noise, frames.shape)
     frames = np.clip(frames, 0, 255).astype(np.uint8)
     return (frames, mask) if return_mask else frames
@@ -114,7 +135,7 @@ def write_ucf_layout(root: str, config: SynthConfig = SynthConfig(), seed: int =
     from .video import write_video
 
     stamp = os.path.join(root, ".complete")
-    signature = f"{config}|seed={seed}"
+    signature = f"{config}|seed={seed}|v{GENERATOR_VERSION}"
     if os.path.isfile(stamp) and open(stamp).read() == signature:
         return root
     videos = os.path.join(root, "UCF-101")

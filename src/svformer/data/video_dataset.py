@@ -50,7 +50,7 @@ class VideoClipDataset(Dataset):
         else:
             self.sampler = UniformClipSampler(num_frames, sampling_rate, num_clips, num_crops)
             self.transform = transform or TestTransform(crop_size)
-        self._frame_counts = {}
+        self.epoch = 0  # set by the training loop: augmentation depends on (seed, epoch, index)
 
     @property
     def num_classes(self) -> int:
@@ -65,7 +65,7 @@ class VideoClipDataset(Dataset):
 
     def _rng(self, index: int) -> np.random.Generator:
         if self.seed is not None:
-            return np.random.default_rng((self.seed, index))
+            return np.random.default_rng((self.seed, self.epoch, index))
         # torch's RNG is seeded per DataLoader worker (and by a seeded DataLoader generator).
         return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 

@@ -1,0 +1,100 @@
+"""Datasets and loaders from a config: train (augmented), validation (carved from the training list,
+one centre view) and test (clips x crops views)."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from ..config import TrainConfig
+from ..data.build import video_samples
+from ..data.lists import split_validation
+from ..data.transforms import TrainTransform
+from ..data.video_dataset import VideoClipDataset, collate_clips
+
+
+@dataclass
+class Datasets:
+    train: Dataset
+    val: Optional[Dataset]
+    test: Dataset
+    class_names: List[str]
+    in_chans: int
+    img_size: int
+
+
+def prepare_synthetic(cfg: TrainConfig, progress: bool = False) -> None:
+    d = cfg.data
+    if d.synthetic == "video":
+        from ..data.synthetic import SynthConfig, write_ucf_layout
+
+        write_ucf_layout(d.root, SynthConfig(size=d.synthetic_size, num_frames=d.synthetic_frames,
+                                             clips_per_group=d.synthetic_clips_per_group,
+                                             train_groups=d.synthetic_train_groups), seed=cfg.seed, progress=progress)
+    elif d.synthetic == "events":
+        from ..data.dvs_gesture import write_synthetic_gesture
+
+        if not os.path.isfile(os.path.join(d.root, "trials_to_test.txt")):
+            write_synthetic_gesture(d.root, seed=cfg.seed)
+    elif d.synthetic is not None:
+        raise ValueError(f"data.synthetic must be 'video', 'events' or null, got {d.synthetic!r}")
+
+
+def build_datasets(cfg: TrainConfig) -> Datasets:
+    d, a = cfg.data, cfg.aug
+    if d.dataset == "dvs128_gesture":
+        return _gesture(cfg)
+    train_samples, names = video_samples(d.dataset, d.root, d.split, "train")
+    test_samples, _ = video_samples(d.dataset, d.root, d.split, "test")
+    val_samples = None
+    if d.val_fraction > 0:
+        train_samples, val_samples = split_validation(train_samples, d.val_fraction, cfg.seed)
+    transform = TrainTransform(d.crop_size, a.rand_augment, a.erasing_p, tuple(a.scale), tuple(a.ratio), a.flip)
+    common = dict(num_frames=d.num_frames, sampling_rate=d.sampling_rate, crop_size=d.crop_size)
+    train = VideoClipDataset(train_samples, names, train=True, num_repeats=a.repeats, transform=transform,
+                             seed=cfg.seed, **common)
+    val = VideoClipDataset(val_samples, names, train=False, on_error="raise", **common) if val_samples else None
+    test = VideoClipDataset(test_samples, names, train=False, num_clips=d.test_clips, num_crops=d.test_crops,
+                            on_error="raise", **common)
+    return Datasets(train, val, test, names, 3, d.crop_size)
+
+
+def _gesture(cfg: TrainConfig) -> Datasets:
+    from ..data.dvs_gesture import DVSGesture
+
+    d = cfg.data
+    kw = dict(num_frames=d.num_frames, split_by=d.split_by, downsample=d.downsample)
+    train = DVSGesture(d.root, "train", **kw)
+    test = DVSGesture(d.root, "test", on_error="raise", **kw)
+    val = None
+    if d.val_fraction > 0:
+        users = sorted({re.match(r"user(\d+)", os.path.basename(s.aedat)).group(1) for s in train.samples})
+        rng = np.random.default_rng(cfg.seed)
+        k = max(1, int(round(len(users) * d.val_fraction))) if len(users) > 1 else 0
+        val_users = set(rng.permutation(users)[:k].tolist())
+        in_val = [re.match(r"user(\d+)", os.path.basename(s.aedat)).group(1) in val_users for s in train.samples]
+        val = Subset(train, [i for i, v in enumerate(in_val) if v])
+        train = Subset(train, [i for i, v in enumerate(in_val) if not v])
+        train.class_names = val.class_names = test.class_names
+    return Datasets(train, val, test, test.class_names, 2, 128 // d.downsample)
+
+
+def make_loader(dataset: Dataset, batch_size: int, train: bool, workers: int, seed: int, epoch: int = 0,
+                rank: int = 0, world_size: int = 1) -> DataLoader:
+    """A loader whose order and augmentation depend only on (seed, epoch): resuming reproduces them."""
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    if hasattr(base, "epoch"):
+        base.epoch = epoch
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    sampler = None
+    if world_size > 1:
+        sampler = DistributedSampler(dataset, world_size, rank, shuffle=train, seed=seed, drop_last=train)
+        sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+                      num_workers=workers, collate_fn=collate_clips, drop_last=train, generator=generator,
+                      persistent_workers=False, pin_memory=False)

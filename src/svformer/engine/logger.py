@@ -1,0 +1,108 @@
+"""Per-run metrics: JSON lines and CSV (plus TensorBoard when installed), and the end-of-run plots."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Dict, List
+
+import numpy as np
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: str, enabled: bool = True):
+        self.run_dir, self.enabled = run_dir, enabled
+        self.jsonl = os.path.join(run_dir, "metrics.jsonl")
+        self.csv = os.path.join(run_dir, "metrics.csv")
+        self._tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+            except Exception:  # tensorboard is optional
+                self._tb = None
+
+    def log(self, record: Dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        rows = self.read()
+        keys = sorted({k for r in rows for k in r})
+        tmp = f"{self.csv}.tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.csv)
+        if self._tb is not None:
+            step = record.get("epoch", 0)
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "epoch":
+                    self._tb.add_scalar(k, v, step)
+
+    def read(self) -> List[Dict]:
+        if not os.path.isfile(self.jsonl):
+            return []
+        with open(self.jsonl) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training(rows: List[Dict], path: str) -> str:
+    """Loss, accuracy and learning rate per epoch."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    epochs = [r["epoch"] for r in rows]
+    axes[0].plot(epochs, [r.get("train_loss") for r in rows], "o-", label="train loss")
+    axes[0].set_title("loss")
+    for key, label in (("train_top1", "train top-1"), ("val_top1", "val top-1")):
+        pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+        if pts:
+            axes[1].plot(*zip(*pts), "o-", label=label)
+    axes[1].set_title("accuracy")
+    axes[1].set_ylim(0, 1)
+    axes[2].plot(epochs, [r.get("lr") for r in rows], "o-")
+    axes[2].set_title("learning rate (end of epoch)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(confusion: np.ndarray, class_names: List[str], path: str, title: str = "confusion (test)") -> str:
+    plt = _pyplot()
+    n = len(class_names)
+    size = max(4.5, 0.32 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    norm = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:
+        ax.set_xticks(range(n), class_names, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), class_names, fontsize=7)
+        for i in range(n):
+            for j in range(n):
+                if confusion[i, j]:
+                    ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,246 @@
+"""The training loop: the paper's recipe as plain PyTorch, single-process or under torchrun.
+
+    summary = train(load_config("ucf101", ["data.root=/data/ucf101"]))
+
+Per iteration: learning rate from the warm-up + cosine schedule at the fractional epoch, mixup/cutmix
+soft targets (or label-smoothed one-hot), soft cross-entropy, optional AMP (bfloat16 autocast on CPU,
+float16 with a GradScaler on CUDA), gradient clipping by norm, AdamW. Per epoch: ``last.pt`` (atomic),
+a numbered checkpoint every ``checkpoint_every`` epochs, validation on the held-out part of the training
+list every ``eval_every`` epochs with ``best.pt`` kept on validation top-1, one metrics record. At the end:
+multi-view test of the best (or last) weights, firing rates, plots. Only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..config import TrainConfig, from_dict, save_config, to_dict
+from ..data.transforms import Mixup, one_hot
+from ..models import create_model
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .data import Datasets, build_datasets, make_loader, prepare_synthetic
+from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from .evaluate import EvalResult, evaluate
+from .logger import MetricsLogger, plot_confusion, plot_training
+from .optim import build_optimizer, soft_cross_entropy
+from .progress import interactive, progress
+from .schedule import lr_at
+
+
+def pick_device(spec: str, info: DistInfo) -> torch.device:
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", info.local_rank)
+        return torch.device("cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {spec!r} requested but CUDA is not available")
+    return device
+
+
+def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, img_size: int) -> nn.Module:
+    kwargs = dict(num_classes=num_classes, in_chans=in_chans, num_frames=cfg.data.num_frames, img_size=img_size)
+    kwargs.update(cfg.model.kwargs)
+    return create_model(cfg.model.name, **kwargs)
+
+
+def autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
+
+
+def train_step(model: nn.Module, optimizer, clips: torch.Tensor, targets: torch.Tensor, clip_grad: Optional[float],
+               device: torch.device, amp: bool = False, scaler=None) -> float:
+    """One optimisation step on soft ``targets`` (B, num_classes); returns the loss."""
+    with autocast(device, amp):
+        logits = model(clips)
+    loss = soft_cross_entropy(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if clip_grad:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return float(loss.detach())
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: Optional[str] = None):
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        probe = pick_device(cfg.device, DistInfo())
+        self.info = init_distributed(probe.type)
+        self.device = pick_device(cfg.device, self.info)
+        self.run_dir = cfg.output_dir
+        if self.info.is_main:
+            os.makedirs(os.path.join(self.run_dir, "plots"), exist_ok=True)
+            prepare_synthetic(cfg, progress=interactive())
+            save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
+        barrier(self.info)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        self.data: Datasets = build_datasets(cfg)
+        self.model = build_model(cfg, len(self.data.class_names), self.data.in_chans, self.data.img_size).to(self.device)
+        self.module = self.model
+        if self.info.enabled:
+            self.model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                                 else None)
+        self.optimizer = build_optimizer(self.module, cfg.optim)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and self.device.type == "cuda" else None
+        self.mixup = (Mixup(len(self.data.class_names), cfg.aug.mixup_alpha, cfg.aug.cutmix_alpha, cfg.aug.mixup_prob,
+                            cfg.aug.switch_prob, cfg.aug.label_smoothing) if cfg.aug.mixup_prob > 0 else None)
+        self.logger = MetricsLogger(self.run_dir, self.info.is_main)
+        self.start_epoch, self.iteration, self.best_top1 = 0, 0, -1.0
+        self.train_seconds = 0.0
+        if resume:
+            self._resume(resume)
+        if cfg.optim.batch_size % self.info.world_size:
+            raise ValueError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by the {self.info.world_size} "
+                             f"processes")
+        self.local_batch = cfg.optim.batch_size // self.info.world_size
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def _state(self, epoch: int) -> dict:
+        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None, "epoch": epoch,
+                "iteration": self.iteration, "best_top1": self.best_top1, "train_seconds": self.train_seconds,
+                "config": to_dict(self.cfg), "class_names": list(self.data.class_names),
+                "model_name": self.cfg.model.name, "rng": rng_state()}
+
+    def save(self, name: str, epoch: int) -> None:
+        if self.info.is_main:
+            save_checkpoint(os.path.join(self.run_dir, name), self._state(epoch))
+
+    def _resume(self, path: str) -> None:
+        state = load_checkpoint(path)
+        saved = from_dict(state["config"])
+        if to_dict(saved.model) != to_dict(self.cfg.model) or saved.data.num_frames != self.cfg.data.num_frames:
+            raise ValueError(f"{path} was written by a run with another model ({saved.model.name}, "
+                             f"{saved.model.kwargs}, T={saved.data.num_frames})")
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.iteration = state["epoch"], state["iteration"]
+        self.best_top1, self.train_seconds = state["best_top1"], state.get("train_seconds", 0.0)
+        set_rng_state(state["rng"])
+
+    # ---------------------------------------------------------------------------------------- training
+    def train_one_epoch(self, epoch: int) -> dict:
+        cfg = self.cfg
+        self.model.train()
+        loader = make_loader(self.data.train, self.local_batch, True, cfg.data.num_workers, cfg.seed, epoch,
+                             self.info.rank, self.info.world_size)
+        steps = len(loader)
+        if steps == 0:
+            raise ValueError(f"the training set ({len(self.data.train)} videos) is smaller than one batch of "
+                             f"{self.local_batch}")
+        losses, correct, seen, skipped = [], 0, 0, 0
+        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", total=steps, enabled=self.info.is_main)
+        for i, batch in enumerate(bar):
+            skipped += batch["skipped"]
+            if "clip" not in batch:
+                continue
+            lr = lr_at(epoch + i / steps, cfg.optim)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            clips = batch["clip"].to(self.device, non_blocking=True)
+            labels = batch["label"].to(self.device)
+            if self.mixup is not None and clips.shape[0] % 2 == 0:
+                rng = np.random.default_rng((cfg.seed, epoch, i, self.info.rank))
+                clips, targets = self.mixup(clips, labels, rng)
+            else:
+                targets = one_hot(labels, len(self.data.class_names), cfg.aug.label_smoothing)
+            loss = train_step(self.model, self.optimizer, clips, targets.to(self.device), cfg.optim.clip_grad,
+                              self.device, cfg.amp, self.scaler)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}, iteration {i}; lower optim.lr "
+                                         f"or enable gradient clipping")
+            losses.append(loss)
+            self.iteration += 1
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+        return {"train_loss": all_reduce_mean(float(np.mean(losses)) if losses else float("nan"), self.info,
+                                              self.device),
+                "lr": self.optimizer.param_groups[0]["lr"], "skipped": skipped, "steps": steps}
+
+    def evaluate(self, dataset, desc: str, clip_fn=None, monitor: bool = True) -> EvalResult:
+        loader = make_loader(dataset, self.local_batch, False, self.cfg.data.num_workers, self.cfg.seed, 0,
+                             self.info.rank, self.info.world_size)
+        return evaluate(self.module, loader, self.data.class_names, self.device, self.cfg.amp, self.info, clip_fn,
+                        monitor, desc)
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        budget = cfg.max_train_minutes * 60 if cfg.max_train_minutes is not None else None
+        epoch = self.start_epoch
+        for epoch in range(self.start_epoch, cfg.optim.epochs):
+            start = time.perf_counter()
+            record = {"epoch": epoch + 1, **self.train_one_epoch(epoch)}
+            self.train_seconds += time.perf_counter() - start
+            record["train_seconds"] = self.train_seconds
+            last = epoch + 1 == cfg.optim.epochs or (budget is not None and self.train_seconds >= budget)
+            if self.data.val is not None and ((epoch + 1) % cfg.eval_every == 0 or last):
+                val = self.evaluate(self.data.val, "val", monitor=False)
+                record["val_top1"], record["val_top5"] = val.top1, val.top5
+                if val.top1 > self.best_top1:
+                    self.best_top1 = val.top1
+                    self.save("best.pt", epoch + 1)
+            self.logger.log(record)
+            if self.info.is_main:
+                val_text = f", val top-1 {record['val_top1']:.3f}" if "val_top1" in record else ""
+                print(f"epoch {epoch + 1}/{cfg.optim.epochs}: loss {record['train_loss']:.4f}, "
+                      f"lr {record['lr']:.2e}{val_text}, {self.train_seconds:.0f}s"
+                      + (f", {record['skipped']} unreadable samples skipped" if record["skipped"] else ""),
+                      flush=True)
+            self.save("last.pt", epoch + 1)
+            if (epoch + 1) % cfg.checkpoint_every == 0:
+                self.save(f"checkpoint_epoch_{epoch + 1:05d}.pt", epoch + 1)
+            if last:
+                break
+        barrier(self.info)
+        return {"epochs_run": epoch + 1, "train_seconds": self.train_seconds}
+
+    def test(self) -> EvalResult:
+        """Multi-view test with the best validation checkpoint (else the last weights)."""
+        best = os.path.join(self.run_dir, "best.pt")
+        if self.data.val is not None and os.path.isfile(best):
+            self.module.load_state_dict(load_checkpoint(best)["model"])
+        result = self.evaluate(self.data.test, "test")
+        if self.info.is_main:
+            plot_confusion(result.confusion, self.data.class_names, os.path.join(self.run_dir, "plots",
+                                                                                  "confusion_test.png"))
+            rows = self.logger.read()
+            if rows:
+                plot_training(rows, os.path.join(self.run_dir, "plots", "training.png"))
+        return result
+
+
+def train(cfg: TrainConfig, resume: Optional[str] = None, test: bool = True) -> dict:
+    """Train (and by default test) as the config says; returns a summary dict."""
+    trainer = Trainer(cfg, resume)
+    summary = trainer.fit()
+    if test:
+        result = trainer.test()
+        summary.update({f"test_{k}": v for k, v in result.summary().items()})
+        summary["per_class"] = result.per_class
+        summary["firing_rates"] = result.firing_rates
+    summary["run_dir"] = cfg.output_dir
+    return summary
