@@ -1,10 +1,13 @@
 """A synthetic motion-action dataset, written as real video files in the UCF101 layout.
 
 Ten classes live only in the motion of one textured object: translate right/left/up/down, rotate
-clockwise/anticlockwise, zoom in/out, oscillate, still. Shape, colour, texture, background, position at
-mid-clip, size at mid-clip, speed and pixel noise are drawn independently of the class, and every motion
-is centred on the middle of the clip, so the middle frame has the same distribution in every class and
-one frame alone carries no class information; a model must use time.
+(spin in place) clockwise/anticlockwise, zoom in/out, oscillate, still. Shape, colours, texture,
+background, orientation, position and size at mid-clip, speed and pixel noise are drawn independently of
+the class, and every motion is centred on the middle of the clip, so the middle frame has the same
+distribution in every class and one frame alone carries no class information; a model must use time.
+The object always contrasts with the background (opposite sides of mid-grey) and carries an off-centre
+marker, so its motion, including a spin, is visible whatever its shape; without that contrast even a 3D
+CNN learns nothing in minutes, because static appearance swamps the motion signal.
 
 `write_ucf_layout` writes ``UCF-101/<Class>/v_<Class>_gGG_cCC.avi`` (MPEG-4 Part 2 in AVI, like
 UCF101's XVID) and ``ucfTrainTestlist/`` (classInd, trainlist01, testlist01), so the real UCF101 loader
@@ -21,7 +24,7 @@ import numpy as np
 CLASSES = ("TranslateRight", "TranslateLeft", "TranslateUp", "TranslateDown", "RotateClockwise",
            "RotateAnticlockwise", "ZoomIn", "ZoomOut", "Oscillate", "Still")
 # Bump when the renderer changes, so cached datasets are rewritten.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 # Contrast of the background texture (0-255 scale); low, so that the object's motion dominates.
 BG = 20.0
 SHAPES = ("disc", "square", "triangle", "cross")
@@ -78,14 +81,8 @@ def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int
     elif name == "TranslateDown":
         cy = cy + speed * t
     elif name in ("RotateClockwise", "RotateAnticlockwise"):
-        # A rigid rotation about a pivot beside the object: it swings along an arc while turning, so the
-        # direction of rotation shows in the path as well as in the orientation.
-        omega = rng.uniform(3.0, 4.0) / num_frames * (1 if name == "RotateClockwise" else -1)
-        rho = rng.uniform(0.16, 0.22) * size
-        phi0 = rng.uniform(0, 2 * np.pi)
-        pivot = centre - rho * np.array([np.cos(phi0), np.sin(phi0)])
-        cx = pivot[0] + rho * np.cos(phi0 + omega * t)
-        cy = pivot[1] + rho * np.sin(phi0 + omega * t)
+        # Spin in place (the centre stays put, unlike a translation); the marker circles the centre.
+        omega = rng.uniform(4.0, 5.5) / num_frames * (1 if name == "RotateClockwise" else -1)
         angle = angle0 + omega * t
     elif name in ("ZoomIn", "ZoomOut"):
         rate = rng.uniform(0.7, 1.1) / num_frames * (1 if name == "ZoomIn" else -1)
