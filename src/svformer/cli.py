@@ -151,26 +151,18 @@ def cmd_test(args) -> int:
     import json
     import os
 
-    from .config import from_dict
+    from .config import ConfigError, load_config
     from .engine.checkpoint import load_checkpoint
     from .engine.trainer import Trainer
 
     try:
         state = load_checkpoint(args.checkpoint)
-        cfg = from_dict(state["config"])
-        if args.set:
-            from .config import load_config, to_dict
-            import tempfile, yaml
-
-            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-                yaml.safe_dump(to_dict(cfg), f)
-            cfg = load_config(f.name, args.set)
-            os.remove(f.name)
+        cfg = load_config(None, args.set, base=state["config"])
         cfg.output_dir = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
         trainer = Trainer(cfg)
         trainer.module.load_state_dict(state["model"])
         result = trainer.evaluate(trainer.data.test, "test")
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ConfigError) as e:
         raise SystemExit(f"svformer test: {e}")
     from .engine.logger import plot_confusion
 
@@ -196,9 +188,7 @@ def cmd_predict(args) -> int:
 
     try:
         top = predict_file(args.checkpoint, args.input, args.topk)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"svformer predict: {e}")
-    except Exception as e:  # a video or AEDAT error names the file
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # video and AEDAT errors name the file
         raise SystemExit(f"svformer predict: {e}")
     for name, p in top:
         print(f"{100 * p:6.2f}%  {name}")

@@ -192,9 +192,11 @@ def list_configs() -> List[str]:
     return sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))
 
 
-def load_config(source: Optional[str] = None, overrides: Optional[List[str]] = None) -> TrainConfig:
-    """Defaults <- YAML file (path or shipped name) <- ``key=value`` overrides (values parsed as YAML)."""
-    data: dict = {}
+def load_config(source: Optional[str] = None, overrides: Optional[List[str]] = None,
+                base: Optional[dict] = None) -> TrainConfig:
+    """Defaults <- YAML file (path or shipped name) or ``base`` dict <- ``key=value`` overrides (values
+    parsed as YAML)."""
+    data: dict = dict(base or {})
     if source:
         path = resolve_config_path(source)
         with open(path) as f:

@@ -4,20 +4,14 @@ from __future__ import annotations
 import os
 from typing import Dict
 
+from ..plotting import pyplot
 from .energy import EnergyReport
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_firing_rates(rates: Dict[str, float], path: str, title: str = "Firing rate per spiking layer") -> str:
-    plt = _pyplot()
+    plt = pyplot()
     names = list(rates)
     fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(names)), 4))
     ax.bar(range(len(names)), [100 * rates[n] for n in names], color="tab:blue")
@@ -32,7 +26,7 @@ def plot_firing_rates(rates: Dict[str, float], path: str, title: str = "Firing r
 
 def plot_energy(report: EnergyReport, path: str) -> str:
     """Energy per layer split into MAC and AC parts (stacked bars), with the protocol's total."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for r in report.rows if r.energy_pj > 0]
     e_mac, e_ac = report.constants.get("e_mac", 4.6), report.constants.get("e_ac", 0.9)
     names = [r.name for r in rows]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..snn import FiringRateMonitor
+from .amp import autocast
 from .distributed import DistInfo, all_gather_objects
 from .progress import progress
 
@@ -28,12 +29,6 @@ class EvalResult:
 
     def summary(self) -> dict:
         return {"top1": self.top1, "top5": self.top5, "num_videos": self.num_videos, "skipped": self.skipped}
-
-
-def _autocast(device: torch.device, amp: bool):
-    if not amp:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
 
 
 @torch.no_grad()
@@ -54,7 +49,7 @@ def evaluate(model: nn.Module, loader, class_names: List[str], device: torch.dev
             clips = batch["clip"].to(device, non_blocking=True)
             if clip_fn is not None:
                 clips = clip_fn(clips)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 logits = model(clips)
             logits = logits.float().cpu().numpy()
             for v, view, lab, row in zip(batch["index"].tolist(), batch["view"].tolist(), batch["label"].tolist(),

@@ -8,6 +8,8 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..plotting import pyplot
+
 
 class MetricsLogger:
     def __init__(self, run_dir: str, enabled: bool = True):
@@ -49,18 +51,11 @@ class MetricsLogger:
             return [json.loads(line) for line in f if line.strip()]
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_training(rows: List[Dict], path: str) -> str:
     """Loss, accuracy and learning rate per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     epochs = [r["epoch"] for r in rows]
     axes[0].plot(epochs, [r.get("train_loss") for r in rows], "o-", label="train loss")
@@ -85,7 +80,7 @@ def plot_training(rows: List[Dict], path: str) -> str:
 
 
 def plot_confusion(confusion: np.ndarray, class_names: List[str], path: str, title: str = "confusion (test)") -> str:
-    plt = _pyplot()
+    plt = pyplot()
     n = len(class_names)
     size = max(4.5, 0.32 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))

@@ -11,7 +11,6 @@ multi-view test of the best (or last) weights, firing rates, plots. Only rank 0 
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -25,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import TrainConfig, from_dict, save_config, to_dict
 from ..data.transforms import Mixup, one_hot
 from ..models import create_model
+from .amp import autocast
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import Datasets, build_datasets, make_loader, prepare_synthetic
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed
@@ -50,12 +50,6 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, img_size: int
     kwargs = dict(num_classes=num_classes, in_chans=in_chans, num_frames=cfg.data.num_frames, img_size=img_size)
     kwargs.update(cfg.model.kwargs)
     return create_model(cfg.model.name, **kwargs)
-
-
-def autocast(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
 
 
 def train_step(model: nn.Module, optimizer, clips: torch.Tensor, targets: torch.Tensor, clip_grad: Optional[float],
