@@ -1,0 +1,67 @@
+"""Streaming inference: classify a live video frame by frame with constant memory.
+
+SVFormer's only operations across time are the neurons' membrane potentials and the Conv3d head; every
+other layer works on one time step at a time. `StreamingSVFormer` therefore feeds one frame per call
+through ``forward_features`` with the neuron states kept between calls, uses step t's BatchNorm
+statistics for frame t, and accumulates the Conv3d head's contribution of each frame (its kernel's
+slice t). After T frames the logits equal the whole-clip forward's (tests/models/test_streaming.py).
+Memory is the neuron states and one (B, C) accumulator, whatever the video's length.
+
+    stream = StreamingSVFormer(model)          # eval mode, no autograd
+    for frame in camera:                       # (B, C, H, W)
+        logits = stream.step(frame)            # logits of the frames seen so far
+        if stream.steps == model.num_frames:
+            report(logits); stream.reset()     # next clip
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..snn import TimeBatchNorm, reset_states
+from .svformer import SVFormer
+
+
+class StreamingSVFormer:
+    def __init__(self, model: SVFormer):
+        self.model = model.eval()
+        self._norms = [m for m in model.modules() if isinstance(m, TimeBatchNorm)]
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new clip: forget neuron states and the head's accumulator."""
+        reset_states(self.model)
+        self.steps = 0
+        self._acc: Optional[torch.Tensor] = None
+
+    @torch.no_grad()
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        """Shape: (B, C, H, W) -> logits (B, num_classes) of the frames seen since the last reset."""
+        model = self.model
+        if frame.dim() != 4:
+            raise ValueError(f"a frame is (B, C, H, W), got shape {tuple(frame.shape)}")
+        limit = model.num_frames if model.fixed_steps else None
+        if limit is not None and self.steps >= limit:
+            raise ValueError(f"this model classifies clips of {limit} frames; call reset() to start the next clip")
+        for norm in self._norms:
+            norm.stream_step = self.steps
+        try:
+            x = model.forward_features(frame.unsqueeze(0))  # (1, B, C', h, w)
+        finally:
+            for norm in self._norms:
+                norm.stream_step = None
+        if model.head_type == "conv3d":
+            spikes = model.head_lif(x)[0]  # (B, C', h, w)
+            conv = model.head_conv
+            part = F.conv2d(spikes, conv.weight[:, :, self.steps], None, groups=conv.groups)  # (B, C', 1, 1)
+        else:
+            part = x[0].mean(dim=(2, 3), keepdim=True)
+        self._acc = part if self._acc is None else self._acc + part
+        self.steps += 1
+        if model.head_type == "conv3d":
+            pooled = model.head_norm((self._acc + model.head_conv.bias.view(1, -1, 1, 1)).unsqueeze(2)).flatten(1)
+        else:
+            pooled = (self._acc / self.steps).flatten(1)
+        return model.head(pooled)
