@@ -13,7 +13,11 @@ from svformer.engine.trainer import Trainer, train
 
 
 def tiny_config(tmp_path, run="run", **extra):
-    overrides = [
+    return load_config("demo", tiny_config_overrides(tmp_path, run, **extra))
+
+
+def tiny_config_overrides(tmp_path, run="run", **extra):
+    return [
         f"output_dir={tmp_path / run}", f"data.root={tmp_path / 'data'}", "data.synthetic_size=32",
         "data.synthetic_frames=8", "data.synthetic_clips_per_group=1", "data.synthetic_train_groups=2",
         "data.num_frames=4", "data.sampling_rate=2", "data.crop_size=32", "data.num_workers=0",
@@ -21,7 +25,6 @@ def tiny_config(tmp_path, run="run", **extra):
         "eval_every=1", "checkpoint_every=1", "threads=1", "max_train_minutes=null",
         "model.kwargs={embed_dim: [8, 16, 24, 32], depth: [1, 1, 1, 1], head_dim: 8}",
     ] + [f"{k}={v}" for k, v in extra.items()]
-    return load_config("demo", overrides)
 
 
 def test_train_writes_run_folder_and_resume_is_exact(tmp_path):
@@ -88,3 +91,16 @@ def test_resume_refuses_another_model(tmp_path):
                                                           "head_dim: 8}"})
     with pytest.raises(ValueError, match="another model"):
         Trainer(other, resume=str(tmp_path / "a" / "last.pt"))
+
+
+def test_demo_writes_summary_and_prints_run_folder_last(tmp_path, capsys):
+    from svformer.engine.demo import run_demo
+
+    summary = run_demo(tiny_config_overrides(tmp_path, "demo"))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == str((tmp_path / "demo").resolve())
+    data = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    for key in ("test_top1", "test_top1_shuffled_frames", "train_seconds", "firing_rates", "energy"):
+        assert key in data
+    assert data == json.loads(json.dumps(summary))
+    assert (tmp_path / "demo" / "plots" / "training.png").is_file()
