@@ -118,3 +118,17 @@ def test_plif_init_tau():
     assert node.tau == pytest.approx(3.0)
     ref = sj_neuron.ParametricLIFNode(init_tau=3.0)
     assert float(node.w.detach()) == pytest.approx(float(ref.w.detach()))
+
+
+def test_compiled_backend_matches_spikingjelly():
+    # torch.compile of the same pure functions; one configuration (SVFormer's), compile time ~10 s.
+    x = torch.randn(5, 3, 16) * 1.5 + 0.6
+    grad_out = torch.randn(5, 3, 16)
+    ours, ref = _pair("plif", 0.0, True, True, "atan", "compiled")
+    s1, v1, gx1, gw1 = _run(ours, x, grad_out)
+    s2, v2, gx2, gw2 = _run(ref, x, grad_out)
+    assert 0 < s2.mean() < 1
+    assert torch.equal(s1, s2)
+    torch.testing.assert_close(v1, v2, rtol=0, atol=1e-5)
+    torch.testing.assert_close(gx1, gx2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw1, gw2, rtol=1e-5, atol=1e-5)

@@ -86,7 +86,7 @@ def reset_values(dyn: Dynamics, h: torch.Tensor) -> torch.Tensor:
     """V from H without autograd, recomputing the spikes; equal to ``reset`` in value, bit for bit."""
     fired = h >= dyn.v_threshold
     if dyn.hard_reset:
-        return torch.where(fired, torch.full_like(h, dyn.v_reset), h)
+        return torch.where(fired, dyn.v_reset, h)
     return torch.where(fired, h - dyn.v_threshold, h)
 
 

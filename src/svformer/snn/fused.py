@@ -3,8 +3,8 @@
 The reference loop (`dynamics.reference_multistep`) lets autograd record about ten tensors per time
 step. Here the forward runs the same charge/fire/reset loop without a graph and saves only the
 pre-reset potentials H[0..T-1] (plus the inputs X when the decay k needs a gradient), from which the
-backward recomputes spikes, surrogate derivatives and the reset potentials V[t-1] in a few vectorised
-ops. Only a two-op recurrence remains sequential:
+backward recomputes spikes, surrogate derivatives and the reset potentials V[t-1]. Only a two-op
+recurrence is sequential:
 
     dL/dH[t]   = dL/dS[t] * g'(H[t] - v_th) + dL/dV[t] * dV[t]/dH[t]
     dL/dV[t-1] = dL/dH[t] * dH[t]/dV[t-1]
@@ -12,8 +12,9 @@ ops. Only a two-op recurrence remains sequential:
 where dV/dH = (1 - S) for a hard reset (plus (v_reset - H) g' without detach_reset), 1 for a soft reset
 (minus v_th g' without detach_reset), and dH/dV = 1 - k (1 for IF).
 
-It is plain PyTorch, device- and dtype-agnostic, so the same code runs on CUDA and can be traced by
-torch.compile; there are no hand-written kernels.
+`_forward` and `_backward` are pure functions of plain PyTorch ops (no in-place writes), so the same
+code runs eagerly on any device and, with ``compiled=True``, through `torch.compile`, which fuses each
+loop into one kernel (C++ on CPU, Triton on GPU) - no hand-written kernels.
 """
 from __future__ import annotations
 
@@ -25,8 +26,61 @@ from .dynamics import Dynamics, charge, reset_values
 from .surrogate import Surrogate
 
 
+def _forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[torch.Tensor]):
+    v = v0
+    hs = []
+    for t in range(x_seq.shape[0]):
+        h = charge(dyn, v, x_seq[t], k)
+        hs.append(h)
+        v = reset_values(dyn, h)
+    h_seq = torch.stack(hs)
+    return (h_seq >= dyn.v_threshold).to(x_seq.dtype), v, h_seq
+
+
+def _backward(dyn: Dynamics, surrogate: Surrogate, h_seq, x_seq, v0, k, grad_spike, grad_v, need_k: bool):
+    sg = surrogate.derivative(h_seq - dyn.v_threshold)
+    fired = h_seq >= dyn.v_threshold
+    if dyn.hard_reset:
+        dv_dh = (~fired).to(h_seq.dtype)
+        if not dyn.detach_reset:
+            dv_dh = dv_dh + (dyn.v_reset - h_seq) * sg
+    else:
+        dv_dh = torch.ones_like(h_seq) if dyn.detach_reset else 1.0 - dyn.v_threshold * sg
+    if dyn.kind == "if":
+        dh_dv, dh_dx = 1.0, 1.0
+    else:
+        decay = k if dyn.kind == "plif" else 1.0 / dyn.tau
+        dh_dv = 1.0 - decay
+        dh_dx = decay if dyn.decay_input else 1.0
+    direct = grad_spike * sg
+    grads = []
+    for t in range(h_seq.shape[0] - 1, -1, -1):
+        g = direct[t] + grad_v * dv_dh[t]
+        grads.append(g)
+        grad_v = g * dh_dv
+    grad_h = torch.stack(grads[::-1])
+    grad_k = None
+    if need_k:
+        v_prev = torch.cat([v0.unsqueeze(0), reset_values(dyn, h_seq[:-1])])
+        leak = v_prev - dyn.v_reset if dyn.v_reset else v_prev
+        dh_dk = x_seq - leak if dyn.decay_input else -leak
+        grad_k = (grad_h * dh_dk).sum().reshape(k.shape)
+    return grad_h * dh_dx, grad_v, grad_k
+
+
+_compiled = {}
+
+
+def _get(fn, compiled: bool):
+    if not compiled:
+        return fn
+    if fn not in _compiled:
+        _compiled[fn] = torch.compile(fn, dynamic=None)
+    return _compiled[fn]
+
+
 class FusedMultiStep(torch.autograd.Function):
-    """Apply with ``FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate)``.
+    """Apply with ``FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, compiled)``.
 
     Returns ``(spike_seq, v_last, h_seq)``. The first two carry gradients (``v_last`` so that a sequence
     split over several calls still backpropagates through the state); ``h_seq``, the pre-reset
@@ -34,15 +88,9 @@ class FusedMultiStep(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate):
-        h_seq = torch.empty_like(x_seq)
-        v = v0
-        for t in range(x_seq.shape[0]):
-            h = charge(dyn, v, x_seq[t], k)
-            h_seq[t] = h
-            v = reset_values(dyn, h)
-        spike_seq = (h_seq >= dyn.v_threshold).to(x_seq.dtype)
-        ctx.dyn, ctx.surrogate = dyn, surrogate
+    def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, compiled: bool = False):
+        spike_seq, v, h_seq = _get(_forward, compiled)(dyn, x_seq, v0, k)
+        ctx.dyn, ctx.surrogate, ctx.compiled = dyn, surrogate, compiled
         k_needs_grad = k is not None and ctx.needs_input_grad[2]
         ctx.k_needs_grad = k_needs_grad
         ctx.save_for_backward(h_seq, v0, k, x_seq if (k_needs_grad and dyn.decay_input) else None)
@@ -52,48 +100,16 @@ class FusedMultiStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spike, grad_v_last, _grad_h):
         h_seq, v0, k, x_seq = ctx.saved_tensors
-        dyn: Dynamics = ctx.dyn
-        sg = ctx.surrogate.derivative(h_seq - dyn.v_threshold)
         if grad_spike is None:
             grad_spike = torch.zeros_like(h_seq)
-        fired = (h_seq >= dyn.v_threshold).to(h_seq.dtype)
-
-        # dV[t]/dH[t], vectorised over t.
-        if dyn.hard_reset:
-            dv_dh = 1.0 - fired
-            if not dyn.detach_reset:
-                dv_dh = dv_dh + (dyn.v_reset - h_seq) * sg
-        else:
-            dv_dh = torch.ones_like(h_seq) if dyn.detach_reset else 1.0 - dyn.v_threshold * sg
-
-        # dH[t]/dV[t-1] and dH[t]/dX[t] are constants per layer.
-        if dyn.kind == "if":
-            dh_dv, dh_dx = 1.0, 1.0
-        else:
-            decay = k if dyn.kind == "plif" else 1.0 / dyn.tau
-            dh_dv = 1.0 - decay
-            dh_dx = decay if dyn.decay_input else 1.0
-
-        direct = grad_spike * sg
-        grad_h = torch.empty_like(h_seq)
-        grad_v = grad_v_last if grad_v_last is not None else torch.zeros_like(v0)
-        for t in range(h_seq.shape[0] - 1, -1, -1):
-            g = torch.addcmul(direct[t], grad_v, dv_dh[t])
-            grad_h[t] = g
-            grad_v = g * dh_dv
-
-        grad_x = grad_h * dh_dx
-        grad_k = None
-        if ctx.k_needs_grad:
-            v_prev = torch.cat([v0.unsqueeze(0), reset_values(dyn, h_seq[:-1])])
-            leak = v_prev - dyn.v_reset if dyn.v_reset else v_prev
-            dh_dk = x_seq - leak if dyn.decay_input else -leak
-            grad_k = (grad_h * dh_dk).sum().reshape(k.shape)
-        return grad_x, grad_v, grad_k, None, None
+        if grad_v_last is None:
+            grad_v_last = torch.zeros_like(v0)
+        grad_x, grad_v, grad_k = _get(_backward, ctx.compiled)(
+            ctx.dyn, ctx.surrogate, h_seq, x_seq, v0, k, grad_spike, grad_v_last, ctx.k_needs_grad)
+        return grad_x, grad_v, grad_k, None, None, None
 
 
-def fused_multistep(
-    dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[torch.Tensor]
-):
+def fused_multistep(dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch.Tensor,
+                    k: Optional[torch.Tensor], compiled: bool = False):
     """Functional form of `FusedMultiStep`: returns (spike_seq, v_last, h_seq)."""
-    return FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate)
+    return FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, compiled)

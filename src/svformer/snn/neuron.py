@@ -6,9 +6,11 @@ State: a layer keeps its membrane potential ``v`` (shape (B, ...)) after a call,
 fed in pieces (streaming). ``reset()`` drops it; models call `reset_states` at the start of every
 forward, so training loops never have to.
 
-Backends: ``'fused'`` (default; `fused.FusedMultiStep`, one autograd node per layer) and
-``'reference'`` (`dynamics.reference_multistep`, the readable loop autograd differentiates). They
-agree with each other and with spikingjelly 0.0.0.0.14 (tests/snn/test_neuron.py).
+Backends: ``'fused'`` (default; `fused.FusedMultiStep`, one autograd node per layer),
+``'compiled'`` (the same functions through `torch.compile`: one generated kernel per loop, worth it for
+long runs, costs compile time per new shape) and ``'reference'`` (`dynamics.reference_multistep`, the
+readable loop autograd differentiates). They agree with each other and with spikingjelly 0.0.0.0.14
+(tests/snn/test_neuron.py).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .dynamics import Dynamics, reference_multistep, reset_values
 from .fused import fused_multistep
 from .surrogate import ATan, Surrogate, get_surrogate
 
-BACKENDS = ("fused", "reference")
+BACKENDS = ("fused", "compiled", "reference")
 
 
 class BaseNeuron(nn.Module):
@@ -90,8 +92,9 @@ class BaseNeuron(nn.Module):
         k = self.decay()
         if k is not None:
             k = k.to(x_seq.dtype)
-        if self.backend == "fused":
-            spikes, v, h_seq = fused_multistep(self.dynamics, self.surrogate, x_seq, v0, k)
+        if self.backend in ("fused", "compiled"):
+            spikes, v, h_seq = fused_multistep(self.dynamics, self.surrogate, x_seq, v0, k,
+                                               compiled=self.backend == "compiled")
             v_seq = reset_values(self.dynamics, h_seq) if self.store_v_seq else None
         else:
             spikes, v, v_seq = reference_multistep(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
