@@ -69,3 +69,15 @@ def test_soft_cross_entropy_equals_cross_entropy_on_hard_targets():
     labels = torch.tensor([0, 3, 6, 2])
     hard = torch.nn.functional.one_hot(labels, 7).float()
     torch.testing.assert_close(soft_cross_entropy(logits, hard), torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_frame_shuffle_control_permutes_time_only_per_clip():
+    from svformer.engine.evaluate import shuffle_frames_fn
+
+    clips = torch.arange(2 * 6, dtype=torch.float32).view(2, 1, 6, 1, 1).expand(2, 3, 6, 2, 2).contiguous()
+    out = shuffle_frames_fn(0)(clips)
+    assert out.shape == clips.shape and not torch.equal(out, clips)
+    for b in range(2):
+        assert sorted(out[b, 0, :, 0, 0].tolist()) == clips[b, 0, :, 0, 0].tolist()
+        assert torch.equal(out[b, 0], out[b, 2])  # the same permutation for every channel and pixel
+    assert not torch.equal(out[0, 0, :, 0, 0] - clips[0, 0, 0, 0, 0], out[1, 0, :, 0, 0] - clips[1, 0, 0, 0, 0])

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
-
 import numpy as np
 
 CLASSES = ("TranslateRight", "TranslateLeft", "TranslateUp", "TranslateDown", "RotateClockwise",
@@ -178,10 +176,3 @@ def render_for_events(label: int, rng: np.random.Generator, size: int = 128, num
                       noise: float = 2.0) -> np.ndarray:
     """A motion video at sensor resolution for the event-camera model (uint8 (T, H, W, 3))."""
     return render(label, rng, size, num_frames, noise)
-
-
-def shuffle_frames(clip, generator: Optional["np.random.Generator"] = None):
-    """The frame-shuffled control: the same clip (C, T, H, W) with its frames in random order."""
-    rng = generator or np.random.default_rng(0)
-    order = rng.permutation(clip.shape[1])
-    return clip[:, order]

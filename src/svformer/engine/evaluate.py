@@ -93,8 +93,7 @@ def _metrics(views, labels, class_names, skipped, rates) -> EvalResult:
 
 
 def shuffle_frames_fn(seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The frame-shuffled control: each clip's frames in a random order (same order for the whole batch
-    is not used: every clip gets its own permutation). Clips are (B, C, T, H, W)."""
+    """The frame-shuffled control: each clip's frames in its own random order. Clips are (B, C, T, H, W)."""
     gen = torch.Generator().manual_seed(seed)
 
     def fn(clips: torch.Tensor) -> torch.Tensor:
