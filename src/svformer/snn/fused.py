@@ -2,9 +2,10 @@
 
 The reference loop (`dynamics.reference_multistep`) lets autograd record about ten tensors per time
 step. Here the forward runs the same charge/fire/reset loop without a graph and saves only the
-pre-reset potentials H[0..T-1] (plus the inputs X when the decay k needs a gradient), from which the
-backward recomputes spikes, surrogate derivatives and the reset potentials V[t-1]. Only a two-op
-recurrence is sequential:
+pre-reset potentials H[0..T-1], from which the backward recomputes spikes, surrogate derivatives, the
+reset potentials V[t-1] and, for PLIF's k, dH/dk = X - (V[t-1] - v_reset) = (H - V[t-1]) / k (so the
+inputs need not be kept; exact up to rounding for any k that a trained PLIF reaches, 1/tau > 1e-4).
+Only a two-op recurrence is sequential:
 
     dL/dH[t]   = dL/dS[t] * g'(H[t] - v_th) + dL/dV[t] * dV[t]/dH[t]
     dL/dV[t-1] = dL/dH[t] * dH[t]/dV[t-1]
@@ -37,7 +38,7 @@ def _forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[t
     return (h_seq >= dyn.v_threshold).to(x_seq.dtype), v, h_seq
 
 
-def _backward(dyn: Dynamics, surrogate: Surrogate, h_seq, x_seq, v0, k, grad_spike, grad_v, need_k: bool):
+def _backward(dyn: Dynamics, surrogate: Surrogate, h_seq, v0, k, grad_spike, grad_v, need_k: bool):
     sg = surrogate.derivative(h_seq - dyn.v_threshold)
     fired = h_seq >= dyn.v_threshold
     if dyn.hard_reset:
@@ -62,8 +63,10 @@ def _backward(dyn: Dynamics, surrogate: Surrogate, h_seq, x_seq, v0, k, grad_spi
     grad_k = None
     if need_k:
         v_prev = torch.cat([v0.unsqueeze(0), reset_values(dyn, h_seq[:-1])])
-        leak = v_prev - dyn.v_reset if dyn.v_reset else v_prev
-        dh_dk = x_seq - leak if dyn.decay_input else -leak
+        if dyn.decay_input:
+            dh_dk = (h_seq - v_prev) / k
+        else:
+            dh_dk = -(v_prev - dyn.v_reset) if dyn.v_reset else -v_prev
         grad_k = (grad_h * dh_dk).sum().reshape(k.shape)
     return grad_h * dh_dx, grad_v, grad_k
 
@@ -93,19 +96,19 @@ class FusedMultiStep(torch.autograd.Function):
         ctx.dyn, ctx.surrogate, ctx.compiled = dyn, surrogate, compiled
         k_needs_grad = k is not None and ctx.needs_input_grad[2]
         ctx.k_needs_grad = k_needs_grad
-        ctx.save_for_backward(h_seq, v0, k, x_seq if (k_needs_grad and dyn.decay_input) else None)
+        ctx.save_for_backward(h_seq, v0, k)
         ctx.mark_non_differentiable(h_seq)
         return spike_seq, v, h_seq
 
     @staticmethod
     def backward(ctx, grad_spike, grad_v_last, _grad_h):
-        h_seq, v0, k, x_seq = ctx.saved_tensors
+        h_seq, v0, k = ctx.saved_tensors
         if grad_spike is None:
             grad_spike = torch.zeros_like(h_seq)
         if grad_v_last is None:
             grad_v_last = torch.zeros_like(v0)
         grad_x, grad_v, grad_k = _get(_backward, ctx.compiled)(
-            ctx.dyn, ctx.surrogate, h_seq, x_seq, v0, k, grad_spike, grad_v_last, ctx.k_needs_grad)
+            ctx.dyn, ctx.surrogate, h_seq, v0, k, grad_spike, grad_v_last, ctx.k_needs_grad)
         return grad_x, grad_v, grad_k, None, None, None
 
 
