@@ -24,7 +24,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _model(kind: str, frames: int, size: int):
-    import torch
 
     from svformer import create_model
 

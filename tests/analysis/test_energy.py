@@ -40,9 +40,8 @@ def test_full_protocol_adds_attention_bn_and_neurons(authors_estimate):
 
 
 def test_constants_are_parameters():
-    records = with_rates(trace_operations(create_model("svformer_tiny"), (1, 3, 8, 64, 64)),
-                         {n: 0.1 for n in [r.name for r in trace_operations(
-                             create_model("svformer_tiny"), (1, 3, 8, 64, 64)) if r.kind == "neuron"]})
+    traced = trace_operations(create_model("svformer_tiny"), (1, 3, 8, 64, 64))
+    records = with_rates(traced, {r.name: 0.1 for r in traced if r.kind == "neuron"})
     base = PROTOCOLS["paper"](records)
     doubled = PROTOCOLS["paper"](records, e_mac=9.2, e_ac=1.8)
     assert doubled.total_pj == pytest.approx(2 * base.total_pj)
@@ -68,22 +67,12 @@ def test_rates_accept_both_namings_and_reject_bad_input():
 def test_measured_estimate_uses_real_spikes():
     # The authors' small golden model (calibrated so every layer fires): measured input rates must be the
     # authors' own firing rates, and the same rates given as a file must give the same paper energy.
-    import torch
-
-    from svformer import SVFormer, load_official
     from svformer.models import svformer_to_official_key
 
-    from ..conftest import REFERENCE
+    from ..golden import golden_model, load_golden
 
-    path = REFERENCE / "official_small.pt"
-    if not path.exists():
-        pytest.skip("golden fixture not present")
-    golden = torch.load(path, weights_only=True)
-    cfg = golden["config"]
-    model = SVFormer(num_classes=cfg["num_classes"], in_chans=cfg["in_chans"], img_size=cfg["img_size"],
-                     num_frames=cfg["T"], embed_dim=cfg["embed_dim"], depth=cfg["depth"],
-                     head_dim=cfg["head_dim"], mlp_ratio=cfg["mlp_ratio"])
-    load_official(model, golden["state_dict"])
+    golden = load_golden("official_small.pt")
+    model = golden_model(golden)
     measured = estimate_from_data(model, [golden["input"]])
     rates = {svformer_to_official_key(k + ".")[:-1]: v for k, v in measured.rates.items()}
     assert rates == pytest.approx(golden["firing_rates_eval"], abs=1e-6)

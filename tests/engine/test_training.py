@@ -1,6 +1,5 @@
 """End to end on a tiny synthetic dataset: train, resume exactly, test, predict, CLI errors."""
 import json
-import os
 
 import pytest
 import torch

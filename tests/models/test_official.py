@@ -3,43 +3,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from svformer import SVFormer, create_model, load_official
+from svformer import create_model, load_official
 from svformer.models import official_to_svformer_key, svformer_to_official_key
 from svformer.snn import FiringRateMonitor
 
-from ..conftest import REFERENCE
+from ..golden import golden_model, load_golden, model_from_config, reference_path
 
 FIXTURES = ["official_small.pt", "official_dvs.pt"]
 
 
-def _reference(name):
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"reference file {path} not present (shared/ must sit beside the repository)")
-    return path
-
-
-def _fixture(name):
-    return torch.load(_reference(name), weights_only=True)
-
-
 def _official_shapes():
     shapes = {}
-    for line in _reference("official_full_state_dict.txt").read_text().splitlines():
+    for line in reference_path("official_full_state_dict.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             key, shape = line.split(" ", 1)
             shapes[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
     return shapes
 
 
-def _model(cfg):
-    return SVFormer(num_classes=cfg["num_classes"], in_chans=cfg["in_chans"], img_size=cfg["img_size"],
-                    num_frames=cfg["T"], embed_dim=cfg["embed_dim"], depth=cfg["depth"],
-                    head_dim=cfg["head_dim"], mlp_ratio=cfg["mlp_ratio"])
-
-
 def _loaded(golden, backend):
-    model = load_official(_model(golden["config"]), golden["state_dict"])
+    model = golden_model(golden)
     for m in model.modules():
         if hasattr(m, "backend"):
             m.backend = backend
@@ -56,7 +39,7 @@ def _rel(a, b):
 
 @pytest.fixture(params=FIXTURES, scope="module")
 def golden(request):
-    return _fixture(request.param)
+    return load_golden(request.param)
 
 
 @pytest.mark.parametrize("backend", ["fused", "reference"])
@@ -127,7 +110,7 @@ def test_full_paper_state_dict_shapes_match():
 def test_load_from_pyth_checkpoint(tmp_path, golden):
     path = tmp_path / "best_Valtop1Err_checkpoint.pyth"
     torch.save({"epoch": 600, "model_state": golden["state_dict"], "optimizer_state": {}, "cfg": "..."}, path)
-    model = load_official(_model(golden["config"]), path).eval()
+    model = load_official(model_from_config(golden["config"]), path).eval()
     with torch.no_grad():
         assert _rel(model(golden["input"]), golden["logits_eval"]) < 1e-4
 
@@ -135,21 +118,19 @@ def test_load_from_pyth_checkpoint(tmp_path, golden):
 def test_strict_errors(tmp_path, golden):
     cfg = golden["config"]
     state = dict(golden["state_dict"])
-    wrong_classes = SVFormer(**{**dict(num_classes=cfg["num_classes"] + 1, in_chans=cfg["in_chans"],
-                                      img_size=cfg["img_size"], num_frames=cfg["T"], embed_dim=cfg["embed_dim"],
-                                      depth=cfg["depth"], head_dim=cfg["head_dim"], mlp_ratio=cfg["mlp_ratio"])})
+    wrong_classes = model_from_config({**cfg, "num_classes": cfg["num_classes"] + 1})
     with pytest.raises(ValueError, match=r"shape mismatch for 'head.weight'"):
         load_official(wrong_classes, state)
     missing = dict(state)
     del missing["lpBN.running_var"]
     with pytest.raises(ValueError, match=r"missing 1 key\(s\), first 'lpBN.running_var'"):
-        load_official(_model(cfg), missing)
+        load_official(model_from_config(cfg), missing)
     extra = dict(state, **{"blocks9.0.attn.qkv.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="blocks9.0.attn.qkv.weight"):
-        load_official(_model(cfg), extra)
+        load_official(model_from_config(cfg), extra)
     with pytest.raises(FileNotFoundError, match="nowhere.pyth"):
-        load_official(_model(cfg), tmp_path / "nowhere.pyth")
+        load_official(model_from_config(cfg), tmp_path / "nowhere.pyth")
     bad = tmp_path / "corrupt.pyth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="corrupt.pyth"):
-        load_official(_model(cfg), bad)
+        load_official(model_from_config(cfg), bad)

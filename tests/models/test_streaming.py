@@ -1,21 +1,15 @@
 import pytest
 import torch
 
-from svformer import SVFormer, load_official
+from svformer import SVFormer
 from svformer.models.streaming import StreamingSVFormer
 
-from ..conftest import REFERENCE
+from ..golden import golden_model, load_golden
 
 
 def _golden_model():
-    path = REFERENCE / "official_small.pt"
-    if not path.exists():
-        pytest.skip("golden fixture not present")
-    golden = torch.load(path, weights_only=True)
-    c = golden["config"]
-    model = SVFormer(num_classes=c["num_classes"], in_chans=c["in_chans"], img_size=c["img_size"], num_frames=c["T"],
-                     embed_dim=c["embed_dim"], depth=c["depth"], head_dim=c["head_dim"], mlp_ratio=c["mlp_ratio"])
-    return load_official(model, golden["state_dict"]).eval(), golden
+    golden = load_golden("official_small.pt")
+    return golden_model(golden).eval(), golden
 
 
 def test_streaming_equals_whole_clip_after_T_frames():

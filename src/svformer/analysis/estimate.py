@@ -5,14 +5,14 @@ import json
 import os
 from dataclasses import dataclass
 from importlib import resources
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Iterable, Mapping
 
 import torch
 from torch import nn
 
 from .complexity import count_parameters
 from .energy import PROTOCOLS, EnergyReport, neurobench_metrics, with_rates
-from .operations import OperationCounter, OpRecord, trace_operations
+from .operations import OperationCounter, trace_operations
 
 AUTHORS_UCF101 = "authors-ucf101"
 

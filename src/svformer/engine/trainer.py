@@ -146,7 +146,7 @@ class Trainer:
         if steps == 0:
             raise ValueError(f"the training set ({len(self.data.train)} videos) is smaller than one batch of "
                              f"{self.local_batch}")
-        losses, correct, seen, skipped = [], 0, 0, 0
+        losses, skipped = [], 0
         bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", total=steps, enabled=self.info.is_main)
         for i, batch in enumerate(bar):
             skipped += batch["skipped"]

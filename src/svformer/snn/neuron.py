@@ -22,7 +22,7 @@ from torch import nn
 
 from .dynamics import Dynamics, reference_multistep, reset_values
 from .fused import fused_multistep
-from .surrogate import ATan, Surrogate, get_surrogate
+from .surrogate import Surrogate, get_surrogate
 
 BACKENDS = ("fused", "compiled", "reference")
 
