@@ -18,10 +18,10 @@ def load_golden(name="official_small.pt"):
     return torch.load(reference_path(name), weights_only=True)
 
 
-def model_from_config(cfg):
+def model_from_config(cfg, **kwargs):
     return SVFormer(num_classes=cfg["num_classes"], in_chans=cfg["in_chans"], img_size=cfg["img_size"],
                     num_frames=cfg["T"], embed_dim=cfg["embed_dim"], depth=cfg["depth"],
-                    head_dim=cfg["head_dim"], mlp_ratio=cfg["mlp_ratio"])
+                    head_dim=cfg["head_dim"], mlp_ratio=cfg["mlp_ratio"], **kwargs)
 
 
 def golden_model(golden):

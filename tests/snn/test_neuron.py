@@ -5,6 +5,7 @@ import zlib
 import pytest
 import torch
 
+from svformer.snn import chunked
 from svformer.snn import ATan, IFNode, LIFNode, ParametricLIFNode, Sigmoid, reset_states
 
 sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
@@ -53,9 +54,12 @@ def _run(node, x, grad_out):
     return s.detach(), node.v_seq.detach(), x.grad, w_grad
 
 
-@pytest.mark.parametrize("backend", ["fused", "reference"])
+@pytest.mark.parametrize("backend", ["fused", "fused-chunk7", "reference"])
 @pytest.mark.parametrize("kind,v_reset,detach,decay,surr,shape", list(_cases()))
-def test_matches_spikingjelly(backend, kind, v_reset, detach, decay, surr, shape):
+def test_matches_spikingjelly(backend, kind, v_reset, detach, decay, surr, shape, monkeypatch):
+    if backend == "fused-chunk7":  # many chunks, the last one partial
+        monkeypatch.setattr(chunked, "CHUNK", 7)
+        backend = "fused"
     gen = torch.Generator().manual_seed(zlib.crc32(repr((kind, v_reset, detach, decay, surr, shape)).encode()))
     x = torch.randn(shape, generator=gen) * 1.5 + 0.6
     grad_out = torch.randn(shape, generator=gen)
@@ -68,6 +72,12 @@ def test_matches_spikingjelly(backend, kind, v_reset, detach, decay, surr, shape
     torch.testing.assert_close(gx1, gx2, rtol=1e-5, atol=1e-5)
     if kind == "plif":
         torch.testing.assert_close(gw1, gw2, rtol=1e-5, atol=1e-5)
+    # Inference (no graph, nothing kept for a backward) gives the same spikes and final state.
+    ours.reset()
+    with torch.no_grad():
+        s3 = ours(x)
+    assert torch.equal(s3, s2)
+    torch.testing.assert_close(ours.v, ref.v.detach(), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -47,7 +47,9 @@ class SVFormer(nn.Module):
         v_threshold, v_reset, detach_reset, init_tau (PLIF, and tau for LIF), decay_input: neuron options.
         surrogate: 'atan' (paper) or 'sigmoid'; surrogate_alpha overrides its default (2 / 4).
         neuron_backend: 'fused' (fast) or 'reference' (plain loop); identical results.
-        norm: 'per_step' (paper: BN statistics and affine per time step, fixes T) or 'shared'.
+        norm: 'per_step' (paper: BN statistics and affine per time step, fixes T) or 'shared'; or a factory
+            ``norm(channels, channels_last) -> module`` over (T, B, C, ...) maps or (T, B, N, C) tokens
+            (e.g. the authors' permute-and-copy BN, for benchmarking), counted as per-step.
         fusion: concatenate the local path with stage 4 (paper) or not.
         head: 'conv3d' (paper: PLIF -> Conv3d over (T, H, W) -> BN3d -> Linear; fixes T and size) or
             'avgpool' (mean over T, H, W -> Linear; with shared BN the model accepts any T and size).
@@ -75,7 +77,7 @@ class SVFormer(nn.Module):
         surrogate: str = "atan",
         surrogate_alpha: Optional[float] = None,
         neuron_backend: str = "fused",
-        norm: str = "per_step",
+        norm: Union[str, Callable[[int, bool], nn.Module]] = "per_step",
         fusion: bool = True,
         head: str = "conv3d",
         drop_path_rate: float = 0.0,
@@ -85,7 +87,7 @@ class SVFormer(nn.Module):
             raise ValueError(f"embed_dim and depth need 4 stages, got {embed_dim} and {depth}")
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
-        if norm not in NORMS:
+        if not callable(norm) and norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -94,14 +96,14 @@ class SVFormer(nn.Module):
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.num_frames = num_frames
         self.head_type = head
-        self.norm_type = norm
+        self.norm_type = "per_step" if callable(norm) else norm
         self.fusion = fusion
 
         make_neuron = neuron if callable(neuron) else self._neuron_factory(
             neuron, v_threshold, v_reset, detach_reset, init_tau, decay_input, surrogate, surrogate_alpha,
             neuron_backend,
         )
-        make_norm = partial(self._make_norm, num_frames, norm == "per_step")
+        make_norm = norm if callable(norm) else partial(self._make_norm, num_frames, norm == "per_step")
 
         dims = list(embed_dim)
         rates = torch.linspace(0, drop_path_rate, sum(depth)).tolist()

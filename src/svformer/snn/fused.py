@@ -13,9 +13,10 @@ Only a two-op recurrence is sequential:
 where dV/dH = (1 - S) for a hard reset (plus (v_reset - H) g' without detach_reset), 1 for a soft reset
 (minus v_th g' without detach_reset), and dH/dV = 1 - k (1 for IF).
 
-`_forward` and `_backward` are pure functions of plain PyTorch ops (no in-place writes), so the same
-code runs eagerly on any device and, with ``compiled=True``, through `torch.compile`, which fuses each
-loop into one kernel (C++ on CPU, Triton on GPU) - no hand-written kernels.
+Eagerly (``compiled=False``) the loops run chunk by chunk over the positions so that each pass stays in
+cache (`chunked`). `_forward` and `_backward` here are the same arithmetic as pure functions of plain
+PyTorch ops (no in-place writes) for ``compiled=True``: `torch.compile` fuses each loop into one kernel
+(C++ on CPU, Triton on GPU) - no hand-written kernels either way.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Optional
 
 import torch
 
+from . import chunked
 from .dynamics import Dynamics, charge, reset_values
 from .surrogate import Surrogate
 
@@ -74,9 +76,7 @@ def _backward(dyn: Dynamics, surrogate: Surrogate, h_seq, v0, k, grad_spike, gra
 _compiled = {}
 
 
-def _get(fn, compiled: bool):
-    if not compiled:
-        return fn
+def _compile(fn):
     if fn not in _compiled:
         _compiled[fn] = torch.compile(fn, dynamic=None)
     return _compiled[fn]
@@ -92,7 +92,10 @@ class FusedMultiStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, compiled: bool = False):
-        spike_seq, v, h_seq = _get(_forward, compiled)(dyn, x_seq, v0, k)
+        if compiled:
+            spike_seq, v, h_seq = _compile(_forward)(dyn, x_seq, v0, k)
+        else:
+            spike_seq, v, h_seq = chunked.forward(dyn, x_seq, v0, k, keep_h=True)
         ctx.dyn, ctx.surrogate, ctx.compiled = dyn, surrogate, compiled
         k_needs_grad = k is not None and ctx.needs_input_grad[2]
         ctx.k_needs_grad = k_needs_grad
@@ -107,8 +110,9 @@ class FusedMultiStep(torch.autograd.Function):
             grad_spike = torch.zeros_like(h_seq)
         if grad_v_last is None:
             grad_v_last = torch.zeros_like(v0)
-        grad_x, grad_v, grad_k = _get(_backward, ctx.compiled)(
-            ctx.dyn, ctx.surrogate, h_seq, v0, k, grad_spike, grad_v_last, ctx.k_needs_grad)
+        step = _compile(_backward) if ctx.compiled else chunked.backward
+        grad_x, grad_v, grad_k = step(ctx.dyn, ctx.surrogate, h_seq, v0, k, grad_spike, grad_v_last,
+                                      ctx.k_needs_grad)
         return grad_x, grad_v, grad_k, None, None, None
 
 

@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from . import chunked
 from .dynamics import Dynamics, reference_multistep, reset_values
 from .fused import fused_multistep
 from .surrogate import Surrogate, get_surrogate
@@ -92,7 +93,14 @@ class BaseNeuron(nn.Module):
         k = self.decay()
         if k is not None:
             k = k.to(x_seq.dtype)
-        if self.backend in ("fused", "compiled"):
+        needs_graph = torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad
+                                                   or (k is not None and k.requires_grad))
+        if self.backend == "fused" and not needs_graph:
+            # Inference: no autograd node, nothing kept for a backward; h only if v_seq is wanted.
+            with torch.no_grad():
+                spikes, v, h_seq = chunked.forward(self.dynamics, x_seq, v0, k, keep_h=self.store_v_seq)
+            v_seq = reset_values(self.dynamics, h_seq) if self.store_v_seq else None
+        elif self.backend in ("fused", "compiled"):
             spikes, v, h_seq = fused_multistep(self.dynamics, self.surrogate, x_seq, v0, k,
                                                compiled=self.backend == "compiled")
             v_seq = reset_values(self.dynamics, h_seq) if self.store_v_seq else None
