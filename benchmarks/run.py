@@ -1,7 +1,8 @@
 """All speed and memory benchmarks of svformer against the authors' setup, in one run.
 
 Reference: the same SVFormer built on spikingjelly 0.0.0.0.14 ParametricLIFNode (torch backend, the
-authors' CPU path) through the model's neuron factory. Each measurement runs in its own process so that
+authors' CPU path) and the authors' permute-and-copy BN wrappers, through the model's factories
+(`reference_model.py`). Each measurement runs in its own process so that
 peak memory (max RSS) belongs to it alone.
 
     python benchmarks/run.py [--json OUT.json] [--repeat 3] [--batch 2] [--frames 16] [--size 224]
@@ -24,15 +25,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _model(kind: str, frames: int, size: int):
+    if kind == "reference":
+        from reference_model import reference_model
 
+        return reference_model(frames, size)
     from svformer import create_model
 
-    if kind == "reference":
-        from spikingjelly.activation_based import neuron, surrogate
-
-        def factory():
-            return neuron.ParametricLIFNode(surrogate_function=surrogate.ATan(), detach_reset=True, step_mode="m")
-        return create_model("svformer_paper", num_frames=frames, img_size=size, neuron=factory)
     return create_model("svformer_paper", num_frames=frames, img_size=size, neuron_backend=kind)
 
 
@@ -94,11 +92,11 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json")
     args = parser.parse_args()
+    sys.path.insert(0, HERE)
     if args.child:
         print(json.dumps(measure(*args.child, args.batch, args.frames, args.size, args.repeat)))
         return
 
-    sys.path.insert(0, HERE)
     from neuron import run as neuron_run
 
     result = {"neuron": neuron_run((16, 8, 128, 56, 56), args.repeat)}

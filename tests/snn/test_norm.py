@@ -40,8 +40,25 @@ def test_per_step_matches_authors_layout(channels_last, training):
     (ya * torch.arange(ya.numel()).reshape(ya.shape).cos()).sum().backward()
     (yb * torch.arange(yb.numel()).reshape(yb.shape).cos()).sum().backward()
     torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad)
     torch.testing.assert_close(ours.running_mean, ref.running_mean)
     torch.testing.assert_close(ours.running_var, ref.running_var)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_per_step_bfloat16_input(channels_last):
+    # Under CPU autocast the convs feed bfloat16 into float32-parameter BNs.
+    T, B, C = 3, 4, 6
+    x = torch.randn(T, B, 5, C) if channels_last else torch.randn(T, B, C, 4, 4)
+    ours = TimeBatchNorm(C, T, channels_last=channels_last).train()
+    ref = TimeBatchNorm(C, T, channels_last=channels_last).train()
+    xb = x.bfloat16().requires_grad_(True)
+    y = ours(xb)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref(x.bfloat16().float()), atol=2e-2, rtol=2e-2)
+    y.float().square().sum().backward()
+    assert xb.grad.dtype == torch.bfloat16 and torch.isfinite(ours.weight.grad).all()
 
 
 def test_statistics_are_per_time_step():
@@ -60,6 +77,10 @@ def test_shared_over_time():
     x = torch.randn(5, 3, 2, 4, 4)
     torch.testing.assert_close(bn(x), ref(x.flatten(0, 1)).unflatten(0, (5, 3)))
     bn(torch.randn(2, 3, 2, 4, 4))  # any T
+    tokens = TimeBatchNorm(2, per_step=False, channels_last=True).train()
+    ref = nn.BatchNorm1d(2).train()
+    x = torch.randn(5, 3, 7, 2)
+    torch.testing.assert_close(tokens(x), ref(x.reshape(-1, 2)).reshape(x.shape))
 
 
 def test_wrong_T_and_channels():

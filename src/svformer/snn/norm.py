@@ -21,6 +21,49 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _bn_view(x_t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """One contiguous time step as an ordinary BatchNorm input: (B, C, ...) maps or (B*N, C) tokens."""
+    return x_t.view(-1, x_t.shape[-1]) if channels_last else x_t
+
+
+class _PerStepBatchNorm(torch.autograd.Function):
+    """Training-mode per-step BN with PyTorch's own kernels on each contiguous time step, written into one
+    preallocated output: none of the (T, B) <-> (B, T) permute copies of the reshape formulation."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float, channels_last: bool):
+        T = x.shape[0]
+        C = weight.shape[0] // T
+        y = torch.empty_like(x)
+        save_mean, save_invstd = weight.new_empty(T * C), weight.new_empty(T * C)
+        for t in range(T):
+            part = slice(t * C, (t + 1) * C)
+            torch.ops.aten.native_batch_norm.out(
+                _bn_view(x[t], channels_last), weight[part], bias[part],
+                None if running_mean is None else running_mean[part],
+                None if running_var is None else running_var[part], True, momentum, eps,
+                out=_bn_view(y[t], channels_last), save_mean=save_mean[part], save_invstd=save_invstd[part])
+        ctx.save_for_backward(x, weight, save_mean, save_invstd)
+        ctx.eps, ctx.channels_last = eps, channels_last
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, weight, save_mean, save_invstd = ctx.saved_tensors
+        grad_y = grad_y.contiguous()
+        T = x.shape[0]
+        C = weight.shape[0] // T
+        grad_x, grad_w, grad_b = torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)
+        cl = ctx.channels_last
+        for t in range(T):
+            part = slice(t * C, (t + 1) * C)
+            torch.ops.aten.native_batch_norm_backward.out(
+                _bn_view(grad_y[t], cl), _bn_view(x[t], cl), weight[part], None, None, save_mean[part],
+                save_invstd[part], True, ctx.eps, [True, True, True],
+                out0=_bn_view(grad_x[t], cl), out1=grad_w[part], out2=grad_b[part])
+        return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
 class TimeBatchNorm(nn.Module):
     """BatchNorm over multi-step activations, per time step (default) or shared over time.
 
@@ -100,24 +143,28 @@ class TimeBatchNorm(nn.Module):
         self._check(x)
         if self.training:
             self.num_batches_tracked.add_(1)
-        T, B = x.shape[:2]
-        if self.channels_last:
-            x = x.movedim(-1, 2)  # (T, B, C, N)
         if self.per_step:
-            y = x.transpose(0, 1).reshape(B, T * self.num_features, *x.shape[3:])  # (B, T*C, ...), t-major
-        else:
-            y = x.reshape(T * B, self.num_features, *x.shape[3:])
-        y = F.batch_norm(
-            y, self.running_mean, self.running_var, self.weight, self.bias,
-            self.training, self._momentum(), self.eps,
-        )
-        if self.per_step:
-            y = y.reshape(B, T, *x.shape[2:]).transpose(0, 1)
-        else:
-            y = y.reshape(x.shape)
+            return self._forward_per_step(x)
+        # Shared over time: one ordinary BN over (T, B, positions) on a view.
+        y = x.reshape(-1, self.num_features) if self.channels_last else x.flatten(0, 1)
+        y = F.batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                         self._momentum(), self.eps)
+        return y.reshape(x.shape)
+
+    def _forward_per_step(self, x: torch.Tensor) -> torch.Tensor:
+        """Each time step is an ordinary BN over its own T*C slice of the parameters, in place in (T, B, ...)."""
+        x = x.contiguous()
+        if self.training:
+            return _PerStepBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                           self._momentum(), self.eps, self.channels_last)
+        # Eval: an affine map per (t, c), y = x * scale + shift, in one pass.
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        shift = self.bias - self.running_mean * scale
         if self.channels_last:
-            y = y.movedim(2, -1)
-        return y
+            shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (self.num_features,)
+        else:
+            shape = (x.shape[0], 1, self.num_features) + (1,) * (x.dim() - 3)
+        return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
     def extra_repr(self) -> str:
         return (
