@@ -24,6 +24,7 @@ from .layers import CBlock, LocalPath, PatchEmbed, SABlock
 
 HEADS = ("conv3d", "avgpool")
 NORMS = ("per_step", "shared")
+MEMORY_FORMATS = ("channels_last", "contiguous")
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -54,6 +55,9 @@ class SVFormer(nn.Module):
         head: 'conv3d' (paper: PLIF -> Conv3d over (T, H, W) -> BN3d -> Linear; fixes T and size) or
             'avgpool' (mean over T, H, W -> Linear; with shared BN the model accepts any T and size).
         drop_path_rate: stochastic depth, linearly increasing over the blocks.
+        memory_format: 'channels_last' (default: feature maps stored as (T, B, H, W, C) under the logical
+            (T, B, C, H, W) shape, the fast layout for PyTorch's CPU convolutions) or 'contiguous'. The
+            same function either way, up to float rounding inside the convolutions.
 
     Shape: (B, in_chans, T, H, W) -> (B, num_classes).
     """
@@ -81,6 +85,7 @@ class SVFormer(nn.Module):
         fusion: bool = True,
         head: str = "conv3d",
         drop_path_rate: float = 0.0,
+        memory_format: str = "channels_last",
     ):
         super().__init__()
         if len(embed_dim) != 4 or len(depth) != 4:
@@ -89,6 +94,8 @@ class SVFormer(nn.Module):
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
         if not callable(norm) and norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
+        if memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"unknown memory_format {memory_format!r}; choose one of {MEMORY_FORMATS}")
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         self.num_classes = num_classes
@@ -98,6 +105,7 @@ class SVFormer(nn.Module):
         self.head_type = head
         self.norm_type = "per_step" if callable(norm) else norm
         self.fusion = fusion
+        self.memory_format = memory_format
 
         make_neuron = neuron if callable(neuron) else self._neuron_factory(
             neuron, v_threshold, v_reset, detach_reset, init_tau, decay_input, surrogate, surrogate_alpha,
@@ -231,4 +239,6 @@ class SVFormer(nn.Module):
         self.check_input(x)
         reset_states(self)
         x = x.permute(2, 0, 1, 3, 4)  # (T, B, C, H, W)
+        if self.memory_format == "channels_last":
+            x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # stored as (T, B, H, W, C)
         return self.forward_head(self.forward_features(x))

@@ -6,7 +6,7 @@ per tensor) and each eager element-wise op is one pass over memory, so a time st
 are cut into chunks of `CHUNK` elements and the whole time loop runs on one chunk at a time: its
 membrane potential and temporaries stay in cache, the inputs are read once and the outputs written once.
 The ops write into preallocated outputs (``out=``, in place), so nothing large is allocated inside the
-loops. The arithmetic is `dynamics.charge`/`reset_values` and `fused._backward`'s, op for op where it
+loops. Any dense layout with time outermost (e.g. channels-last maps) is used as it is (`layout`). The arithmetic is `dynamics.charge`/`reset_values` and `fused._backward`'s, op for op where it
 decides a spike, so the spikes are the same bits.
 
 `torch.compile` cannot trace in-place writes into views as cheaply; the ``compiled`` backend keeps the
@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 
 from .dynamics import Dynamics, charge, reset_values
+from .layout import flat, like, time_major
 from .surrogate import Surrogate
 
 # Elements per chunk: 64 Ki floats (256 KB) per tensor keeps a step's working set in L2 while the
@@ -53,24 +54,25 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
     Returns ``(spike_seq, v_last, h_seq)``; ``h_seq`` (the pre-reset potentials the backward needs) is
     None unless ``keep_h``, so that inference writes only the spikes.
     """
+    x_seq = time_major(x_seq)
     T = x_seq.shape[0]
-    x = x_seq.contiguous().view(T, -1)
+    x = flat(x_seq)
     n = x.shape[1]
-    spikes = torch.empty_like(x)
-    h_all = torch.empty_like(x) if keep_h else None
-    v_last = torch.empty_like(x[0])
-    v0 = v0.reshape(-1)
+    spike_seq = torch.empty_like(x_seq)
+    h_seq = torch.empty_like(x_seq) if keep_h else None
+    v_last = torch.empty_like(x_seq[0])
+    spikes, h_all, v_all = flat(spike_seq), flat(h_seq) if keep_h else None, flat(v_last, steps=False)
+    v0 = flat(like(v0, v_last), steps=False)
     h_buf = None if keep_h else torch.empty(min(n, CHUNK), dtype=x.dtype, device=x.device)
     for a in range(0, n, CHUNK):
         b = min(a + CHUNK, n)
-        v = v_last[a:b]
+        v = v_all[a:b]
         v.copy_(v0[a:b])
         for t in range(T):
             h = _charge_into(dyn, v, x[t, a:b], k, h_all[t, a:b] if keep_h else h_buf[: b - a])
             s = torch.ge(h, dyn.v_threshold, out=spikes[t, a:b])
             _reset_into(dyn, h, s, v)
-    shape = x_seq.shape
-    return spikes.view(shape), v_last.view(shape[1:]), None if h_all is None else h_all.view(shape)
+    return spike_seq, v_last, h_seq
 
 
 def backward(dyn: Dynamics, surrogate: Surrogate, h_seq: torch.Tensor, v0: torch.Tensor, k, grad_spike,
@@ -80,12 +82,14 @@ def backward(dyn: Dynamics, surrogate: Surrogate, h_seq: torch.Tensor, v0: torch
     Returns ``(grad_x_seq, grad_v0, grad_k or None)``; ``grad_k`` is accumulated in float64.
     """
     T = h_seq.shape[0]
-    h = h_seq.view(T, -1)
+    h = flat(h_seq)
     n = h.shape[1]
-    gs = grad_spike.contiguous().view(T, -1)
-    grad_x = torch.empty_like(h)
-    grad_v0 = grad_v_last.contiguous().view(-1).clone()
-    v0 = v0.reshape(-1)
+    gs = flat(like(grad_spike, h_seq))
+    grad_x_seq = torch.empty_like(h_seq)
+    grad_x = flat(grad_x_seq)
+    grad_v0_out = like(grad_v_last, h_seq[0]).clone(memory_format=torch.preserve_format)
+    grad_v0 = flat(grad_v0_out, steps=False)
+    v0 = flat(like(v0, h_seq[0]), steps=False)
     vth = dyn.v_threshold
     if dyn.kind == "if":
         dh_dv, dh_dx = 1.0, 1.0
@@ -111,8 +115,7 @@ def backward(dyn: Dynamics, surrogate: Surrogate, h_seq: torch.Tensor, v0: torch
                 grad_k += torch.dot(g, dh_dk).double()
             torch.mul(g, dh_dx, out=grad_x[t, a:b])
             torch.mul(g, dh_dv, out=grad_v)
-    shape = h_seq.shape
-    return grad_x.view(shape), grad_v0.view(shape[1:]), None if grad_k is None else grad_k.to(k.dtype).reshape(k.shape)
+    return grad_x_seq, grad_v0_out, None if grad_k is None else grad_k.to(k.dtype).reshape(k.shape)
 
 
 def _dv_dh(dyn: Dynamics, surrogate: Surrogate, h: torch.Tensor, fired: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import like, time_major
+
 
 def _bn_view(x_t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """One contiguous time step as an ordinary BatchNorm input: (B, C, ...) maps or (B*N, C) tokens."""
@@ -50,7 +52,7 @@ class _PerStepBatchNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, weight, save_mean, save_invstd = ctx.saved_tensors
-        grad_y = grad_y.contiguous()
+        grad_y = like(grad_y, x)
         T = x.shape[0]
         C = weight.shape[0] // T
         grad_x, grad_w, grad_b = torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)
@@ -153,7 +155,7 @@ class TimeBatchNorm(nn.Module):
 
     def _forward_per_step(self, x: torch.Tensor) -> torch.Tensor:
         """Each time step is an ordinary BN over its own T*C slice of the parameters, in place in (T, B, ...)."""
-        x = x.contiguous()
+        x = x.contiguous() if self.channels_last else time_major(x)  # maps may be channels-last inside a step
         if self.training:
             return _PerStepBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
                                            self._momentum(), self.eps, self.channels_last)

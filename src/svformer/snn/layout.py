@@ -1,0 +1,44 @@
+"""Memory layouts of multi-step tensors (T, B, ...): time outermost, any dense order inside a step.
+
+SVFormer's feature maps may be stored channels-last (memory order T, B, H, W, C: the fast layout for
+PyTorch's CPU convolutions) while keeping the logical (T, B, C, H, W) shape. Element-wise kernels
+(neurons, per-step BatchNorm) only need each time step to be one dense block: they then work on a flat
+(T, n) view of the memory, and outputs made with ``torch.empty_like`` share the input's strides, so
+element i of every such view is the same logical position.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def is_dense(x: torch.Tensor) -> bool:
+    """True if ``x`` covers one block of memory without gaps or overlaps (in any dim order)."""
+    expected = 1
+    for stride, size in sorted((s, n) for s, n in zip(x.stride(), x.shape) if n != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def time_major(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself if its steps x[0], x[1], ... are consecutive dense blocks, else a contiguous copy."""
+    if x.dim() >= 1 and is_dense(x) and (x.shape[0] == 1 or x.stride(0) == x[0].numel()):
+        return x
+    return x.contiguous()
+
+
+def flat(x: torch.Tensor, steps: bool = True) -> torch.Tensor:
+    """The memory of a dense (`time_major`) tensor as a (T, n) view, or (n,) with ``steps=False``."""
+    if steps:
+        n = x[0].numel() if x.shape[0] else 0
+        return x.as_strided((x.shape[0], n), (n, 1))
+    return x.as_strided((x.numel(),), (1,))
+
+
+def like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``x`` with ``ref``'s strides (a copy only if they differ), so their flat views line up."""
+    if all(a == b for a, b, n in zip(x.stride(), ref.stride(), ref.shape) if n != 1):
+        return x
+    out = torch.empty_like(ref)
+    return out.copy_(x)
