@@ -2,8 +2,8 @@
 
 Reference: the same SVFormer built on spikingjelly 0.0.0.0.14 ParametricLIFNode (torch backend, the
 authors' CPU path) and the authors' permute-and-copy BN wrappers, through the model's factories
-(`reference_model.py`). Each measurement runs in its own process so that
-peak memory (max RSS) belongs to it alone.
+(`reference_model.py`). The model measurements run first, each in its own process, whose peak resident
+memory (VmHWM, reset at its start) belongs to it alone; then the neuron benchmark in this process.
 
     python benchmarks/run.py [--json OUT.json] [--repeat 3] [--batch 2] [--frames 16] [--size 224]
 
@@ -61,8 +61,28 @@ def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: in
                 start = time.perf_counter()
                 model(x)
                 times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times[1:]),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"seconds": statistics.median(times[1:]), "peak_mb": peak_mb()}
+
+
+def reset_peak() -> None:
+    """Forget the peak RSS this process inherited: a forked child starts with its parent's high-water mark."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory in MB (VmHWM on Linux, else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(task, kind, args) -> dict:
@@ -94,18 +114,20 @@ def main():
     args = parser.parse_args()
     sys.path.insert(0, HERE)
     if args.child:
+        reset_peak()
         print(json.dumps(measure(*args.child, args.batch, args.frames, args.size, args.repeat)))
         return
 
     from neuron import run as neuron_run
 
-    result = {"neuron": neuron_run((16, 8, 128, 56, 56), args.repeat)}
+    result = {}
     rows = {}
     for task in ("train", "infer"):
         for kind in ("reference", "fused"):
             rows[(task, kind)] = _child(task, kind, args)
             print(f"{task:<6}{kind:<10}{rows[(task, kind)]['seconds']:>9.3f} s{rows[(task, kind)]['peak_mb']:>9.0f} MB",
                   flush=True)
+    result["neuron"] = neuron_run((16, 8, 128, 56, 56), args.repeat)
     from svformer import create_model
     from svformer.analysis import count_macs
 

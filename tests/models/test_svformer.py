@@ -99,8 +99,12 @@ def test_fused_and_reference_backends_agree_on_a_model():
     x = _clip(fused) * 3
     for m in (fused, ref):
         m(x).square().sum().backward()
+    # Biases feeding a train-mode BN have an exact-zero gradient that both backends return as rounding
+    # noise (its size depends on the thread count), so the absolute tolerance scales with the model's
+    # largest gradient instead of being a fixed 1e-5.
+    scale = max(float(p.grad.abs().max()) for p in ref.parameters())
     for (n, a), (_, b) in zip(fused.named_parameters(), ref.named_parameters()):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=n)
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=2e-5 * scale, msg=n)
 
 
 def test_time_flexible_model_accepts_any_T_and_size():

@@ -2,15 +2,20 @@
 
 A neuron layer's sequences are large (stage 1 of SVFormer at batch 2: 16 x 2 x 128 x 56 x 56 floats, 51 MB
 per tensor) and each eager element-wise op is one pass over memory, so a time step's ~10 ops on whole
-(B, ...) slices are memory bound. The positions of a layer are independent of each other, so here they
-are cut into chunks of `CHUNK` elements and the whole time loop runs on one chunk at a time: its
-membrane potential and temporaries stay in cache, the inputs are read once and the outputs written once.
-The ops write into preallocated outputs (``out=``, in place), so nothing large is allocated inside the
-loops. Any dense layout with time outermost (e.g. channels-last maps) is used as it is (`layout`). The arithmetic is `dynamics.charge`/`reset_values` and `fused._backward`'s, op for op where it
-decides a spike, so the spikes are the same bits.
+(B, ...) slices would be memory bound. The positions of a layer are independent of each other, so here
+they are cut into chunks of `CHUNK` elements and the whole time loop runs on one chunk at a time: its
+membrane potential and temporaries stay in cache, and each big tensor is read or written once.
 
-`torch.compile` cannot trace in-place writes into views as cheaply; the ``compiled`` backend keeps the
-pure functions in `fused.py`.
+Traffic is the cost, so the forward writes only the spikes (plus the last potential). The backward
+gets the inputs X (which autograd keeps anyway as this layer's saved tensor, in place of the
+potentials) and recomputes H[t] and V[t-1] for one chunk at a time into small buffers before running
+the gradient recurrence of `fused`'s docstring on them.
+
+The ops write into preallocated outputs (``out=``, in place), so nothing large is allocated inside the
+loops. Any dense layout with time outermost (e.g. channels-last maps) is used as it is (`layout`). The
+arithmetic is `dynamics.charge`/`reset_values`', op for op where it decides a spike, so the spikes are
+the same bits. The ``compiled`` backend keeps the pure functions in `fused.py` instead (in-place writes
+into views are what `torch.compile` handles worst).
 """
 from __future__ import annotations
 
@@ -22,8 +27,9 @@ from .dynamics import Dynamics, charge, reset_values
 from .layout import flat, like, time_major
 from .surrogate import Surrogate
 
-# Elements per chunk: 64 Ki floats (256 KB) per tensor keeps a step's working set in L2 while the
-# per-op overhead (a few microseconds) stays small against the work of a chunk.
+# Elements per chunk: 64 Ki floats (256 KB) per tensor keeps a step's working set in L2 and the
+# backward's recomputed (T, CHUNK) potentials in L3, while the per-op overhead (a few microseconds)
+# stays small against the work of a chunk.
 CHUNK = 1 << 16
 
 
@@ -48,11 +54,11 @@ def _reset_into(dyn: Dynamics, h: torch.Tensor, spike: torch.Tensor, out: torch.
     return out.copy_(reset_values(dyn, h))
 
 
-def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[torch.Tensor], keep_h: bool):
+def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[torch.Tensor], keep_h: bool = False):
     """Run the neuron over ``x_seq`` (T, ...) from ``v0``.
 
-    Returns ``(spike_seq, v_last, h_seq)``; ``h_seq`` (the pre-reset potentials the backward needs) is
-    None unless ``keep_h``, so that inference writes only the spikes.
+    Returns ``(spike_seq, v_last, h_seq)``; ``h_seq``, the pre-reset potentials, is None unless
+    ``keep_h`` (diagnostics only: `backward` recomputes what it needs from the inputs).
     """
     x_seq = time_major(x_seq)
     T = x_seq.shape[0]
@@ -63,7 +69,7 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
     v_last = torch.empty_like(x_seq[0])
     spikes, h_all, v_all = flat(spike_seq), flat(h_seq) if keep_h else None, flat(v_last, steps=False)
     v0 = flat(like(v0, v_last), steps=False)
-    h_buf = None if keep_h else torch.empty(min(n, CHUNK), dtype=x.dtype, device=x.device)
+    h_buf = None if keep_h else x.new_empty(min(n, CHUNK))
     for a in range(0, n, CHUNK):
         b = min(a + CHUNK, n)
         v = v_all[a:b]
@@ -75,47 +81,92 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
     return spike_seq, v_last, h_seq
 
 
-def backward(dyn: Dynamics, surrogate: Surrogate, h_seq: torch.Tensor, v0: torch.Tensor, k, grad_spike,
+def _recompute(dyn: Dynamics, x: torch.Tensor, v0: torch.Tensor, k, hs: torch.Tensor, vs: torch.Tensor,
+               spike: torch.Tensor) -> None:
+    """The forward of one chunk again: H[t] into hs[t] and V[t-1] into vs[t] (vs[0] = v0)."""
+    vs[0].copy_(v0)
+    for t in range(x.shape[0]):
+        h = _charge_into(dyn, vs[t], x[t], k, hs[t])
+        if t + 1 < x.shape[0]:
+            _reset_into(dyn, h, torch.ge(h, dyn.v_threshold, out=spike), vs[t + 1])
+
+
+def backward(dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch.Tensor, k, grad_spike,
              grad_v_last, need_k: bool):
-    """Gradients of `forward` (the recurrence in `fused`'s docstring), chunk by chunk.
+    """Gradients of `forward` from its (time-major) inputs, chunk by chunk.
 
     Returns ``(grad_x_seq, grad_v0, grad_k or None)``; ``grad_k`` is accumulated in float64.
     """
-    T = h_seq.shape[0]
-    h = flat(h_seq)
-    n = h.shape[1]
-    gs = flat(like(grad_spike, h_seq))
-    grad_x_seq = torch.empty_like(h_seq)
+    T = x_seq.shape[0]
+    x = flat(x_seq)
+    n = x.shape[1]
+    gs = flat(like(grad_spike, x_seq))
+    grad_x_seq = torch.empty_like(x_seq)
     grad_x = flat(grad_x_seq)
-    grad_v0_out = like(grad_v_last, h_seq[0]).clone(memory_format=torch.preserve_format)
+    grad_v0_out = like(grad_v_last, x_seq[0]).clone(memory_format=torch.preserve_format)
     grad_v0 = flat(grad_v0_out, steps=False)
-    v0 = flat(like(v0, h_seq[0]), steps=False)
-    vth = dyn.v_threshold
+    v0 = flat(like(v0, x_seq[0]), steps=False)
     if dyn.kind == "if":
         dh_dv, dh_dx = 1.0, 1.0
     else:
         decay = k if dyn.kind == "plif" else 1.0 / dyn.tau
         dh_dv = 1.0 - decay
         dh_dx = decay if dyn.decay_input else 1.0
-    grad_k = torch.zeros((), dtype=torch.float64, device=h.device) if need_k else None
+    step = _chunk_zero_reset if _zero_detached_reset(dyn) else _chunk_general
+    acc = torch.zeros((), dtype=torch.float64, device=x.device) if need_k else None
+    m = min(n, CHUNK)
+    hs, vs = x.new_empty((T, m)), x.new_empty((T, m))
+    scratch, fired = x.new_empty(m), torch.empty(m, dtype=torch.bool, device=x.device)
     for a in range(0, n, CHUNK):
         b = min(a + CHUNK, n)
-        grad_v = grad_v0[a:b]  # dL/dV[t], updated in place down to dL/dV[-1] = dL/dv0
-        for t in range(T - 1, -1, -1):
-            ht = h[t, a:b]
-            g = surrogate.derivative(ht - vth).mul_(gs[t, a:b])  # dL/dS * dS/dH
-            fired = ht >= vth
-            if dyn.hard_reset and dyn.detach_reset:
-                g.add_(grad_v.masked_fill_(fired, 0.0))
-            else:
-                g.add_(grad_v * _dv_dh(dyn, surrogate, ht, fired))
-            if need_k:
-                v_prev = v0[a:b] if t == 0 else reset_values(dyn, h[t - 1, a:b])
-                dh_dk = (ht - v_prev) / k if dyn.decay_input else -(v_prev - dyn.reset_value)
-                grad_k += torch.dot(g, dh_dk).double()
-            torch.mul(g, dh_dx, out=grad_x[t, a:b])
-            torch.mul(g, dh_dv, out=grad_v)
-    return grad_x_seq, grad_v0_out, None if grad_k is None else grad_k.to(k.dtype).reshape(k.shape)
+        h, v = hs[:, : b - a], vs[:, : b - a]
+        _recompute(dyn, x[:, a:b], v0[a:b], k, h, v, scratch[: b - a])
+        step(dyn, surrogate, h, v, x[:, a:b] if need_k else None, gs[:, a:b], grad_x[:, a:b], grad_v0[a:b],
+             dh_dv, acc, scratch[: b - a], fired[: b - a])
+        if not isinstance(dh_dx, float) or dh_dx != 1.0:
+            grad_x[:, a:b].mul_(dh_dx)
+    grad_k = None if acc is None else acc.to(k.dtype).reshape(k.shape)
+    return grad_x_seq, grad_v0_out, grad_k
+
+
+def _zero_detached_reset(dyn: Dynamics) -> bool:
+    """SVFormer's neurons: hard reset to 0, detached, input decayed (or IF) - the specialised loop."""
+    return dyn.v_reset == 0.0 and dyn.detach_reset and (dyn.kind == "if" or dyn.decay_input)
+
+
+def _dh_dk_dot(dyn: Dynamics, g, x, v_prev):
+    """sum(dL/dH * dH/dk) for PLIF: dH/dk = X - (V[t-1] - v_reset) with decay_input, else -(V[t-1] - v_reset)."""
+    dot = -torch.dot(g, v_prev) + dyn.reset_value * g.sum() if dyn.reset_value else -torch.dot(g, v_prev)
+    return dot + torch.dot(g, x) if dyn.decay_input else dot
+
+
+def _chunk_zero_reset(dyn, surrogate, h, v, x, gs, g_out, grad_v, dh_dv, acc, scratch, fired):
+    """One chunk, hard reset to 0 with detach_reset: dV/dH = 1 - S, so dL/dH[t] = dL/dS[t] g'(H[t]) +
+    dL/dV[t] masked where the step fired. ``g_out`` receives dL/dH (scaled by dH/dX afterwards)."""
+    vth = dyn.v_threshold
+    for t in range(h.shape[0] - 1, -1, -1):
+        ht, g = h[t], g_out[t]
+        surrogate.grad_into(torch.sub(ht, vth, out=scratch), gs[t], out=g)
+        g.add_(grad_v.masked_fill_(torch.ge(ht, vth, out=fired), 0.0))
+        if acc is not None:
+            acc += _dh_dk_dot(dyn, g, x[t], v[t])
+        torch.mul(g, dh_dv, out=grad_v)
+
+
+def _chunk_general(dyn, surrogate, h, v, x, gs, g_out, grad_v, dh_dv, acc, scratch, fired):
+    """One chunk, any reset: the recurrence with dV/dH from `_dv_dh`."""
+    vth = dyn.v_threshold
+    for t in range(h.shape[0] - 1, -1, -1):
+        ht, g = h[t], g_out[t]
+        surrogate.grad_into(torch.sub(ht, vth, out=scratch), gs[t], out=g)
+        torch.ge(ht, vth, out=fired)
+        if dyn.hard_reset and dyn.detach_reset:
+            g.add_(grad_v.masked_fill_(fired, 0.0))
+        else:
+            g.add_(grad_v * _dv_dh(dyn, surrogate, ht, fired))
+        if acc is not None:
+            acc += _dh_dk_dot(dyn, g, x[t], v[t])
+        torch.mul(g, dh_dv, out=grad_v)
 
 
 def _dv_dh(dyn: Dynamics, surrogate: Surrogate, h: torch.Tensor, fired: torch.Tensor) -> torch.Tensor:

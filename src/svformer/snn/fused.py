@@ -1,10 +1,11 @@
 """Fused multi-step neuron: one autograd Function over the whole (T, ...) sequence.
 
 The reference loop (`dynamics.reference_multistep`) lets autograd record about ten tensors per time
-step. Here the forward runs the same charge/fire/reset loop without a graph and saves only the
-pre-reset potentials H[0..T-1], from which the backward recomputes spikes, surrogate derivatives, the
-reset potentials V[t-1] and, for PLIF's k, dH/dk = X - (V[t-1] - v_reset) = (H - V[t-1]) / k (so the
-inputs need not be kept; exact up to rounding for any k that a trained PLIF reaches, 1/tau > 1e-4).
+step. Here the forward runs the same charge/fire/reset loop without a graph and keeps one tensor per
+layer for the backward: eagerly the inputs X (from which `chunked` recomputes H and V[t-1] chunk by
+chunk, in cache), compiled the pre-reset potentials H (from which spikes, surrogate derivatives and
+V[t-1] follow, and PLIF's dH/dk = X - (V[t-1] - v_reset) = (H - V[t-1]) / k). Only a two-op recurrence
+is sequential:
 Only a two-op recurrence is sequential:
 
     dL/dH[t]   = dL/dS[t] * g'(H[t] - v_th) + dL/dV[t] * dV[t]/dH[t]
@@ -26,6 +27,7 @@ import torch
 
 from . import chunked
 from .dynamics import Dynamics, charge, reset_values
+from .layout import time_major
 from .surrogate import Surrogate
 
 
@@ -83,40 +85,46 @@ def _compile(fn):
 
 
 class FusedMultiStep(torch.autograd.Function):
-    """Apply with ``FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, compiled)``.
+    """Apply with ``FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, compiled, keep_h)``.
 
     Returns ``(spike_seq, v_last, h_seq)``. The first two carry gradients (``v_last`` so that a sequence
     split over several calls still backpropagates through the state); ``h_seq``, the pre-reset
-    potentials, is a non-differentiable by-product for diagnostics. ``k`` is sigmoid(w) for PLIF, else None.
+    potentials, is a non-differentiable by-product for diagnostics, empty unless ``keep_h`` (the eager
+    backward recomputes the potentials from the inputs it keeps; the compiled one keeps H instead).
+    ``k`` is sigmoid(w) for PLIF, else None.
     """
 
     @staticmethod
-    def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, compiled: bool = False):
+    def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, compiled: bool = False,
+                keep_h: bool = False):
         if compiled:
             spike_seq, v, h_seq = _compile(_forward)(dyn, x_seq, v0, k)
+            saved = h_seq
         else:
-            spike_seq, v, h_seq = chunked.forward(dyn, x_seq, v0, k, keep_h=True)
+            saved = time_major(x_seq)
+            spike_seq, v, h_seq = chunked.forward(dyn, saved, v0, k, keep_h=keep_h)
+            if h_seq is None:
+                h_seq = x_seq.new_empty(0)
         ctx.dyn, ctx.surrogate, ctx.compiled = dyn, surrogate, compiled
-        k_needs_grad = k is not None and ctx.needs_input_grad[2]
-        ctx.k_needs_grad = k_needs_grad
-        ctx.save_for_backward(h_seq, v0, k)
+        ctx.k_needs_grad = k is not None and ctx.needs_input_grad[2]
+        ctx.save_for_backward(saved, v0, k)
         ctx.mark_non_differentiable(h_seq)
         return spike_seq, v, h_seq
 
     @staticmethod
     def backward(ctx, grad_spike, grad_v_last, _grad_h):
-        h_seq, v0, k = ctx.saved_tensors
+        saved, v0, k = ctx.saved_tensors
         if grad_spike is None:
-            grad_spike = torch.zeros_like(h_seq)
+            grad_spike = torch.zeros_like(saved)
         if grad_v_last is None:
             grad_v_last = torch.zeros_like(v0)
         step = _compile(_backward) if ctx.compiled else chunked.backward
-        grad_x, grad_v, grad_k = step(ctx.dyn, ctx.surrogate, h_seq, v0, k, grad_spike, grad_v_last,
+        grad_x, grad_v, grad_k = step(ctx.dyn, ctx.surrogate, saved, v0, k, grad_spike, grad_v_last,
                                       ctx.k_needs_grad)
-        return grad_x, grad_v, grad_k, None, None, None
+        return grad_x, grad_v, grad_k, None, None, None, None
 
 
 def fused_multistep(dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch.Tensor,
-                    k: Optional[torch.Tensor], compiled: bool = False):
+                    k: Optional[torch.Tensor], compiled: bool = False, keep_h: bool = False):
     """Functional form of `FusedMultiStep`: returns (spike_seq, v_last, h_seq)."""
-    return FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, compiled)
+    return FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, compiled, keep_h)

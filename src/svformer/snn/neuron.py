@@ -102,7 +102,7 @@ class BaseNeuron(nn.Module):
             v_seq = reset_values(self.dynamics, h_seq) if self.store_v_seq else None
         elif self.backend in ("fused", "compiled"):
             spikes, v, h_seq = fused_multistep(self.dynamics, self.surrogate, x_seq, v0, k,
-                                               compiled=self.backend == "compiled")
+                                               compiled=self.backend == "compiled", keep_h=self.store_v_seq)
             v_seq = reset_values(self.dynamics, h_seq) if self.store_v_seq else None
         else:
             spikes, v, v_seq = reference_multistep(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
