@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from .runtime import tune_allocator
+
+    tune_allocator()
     return args.func(args)
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from . import chunked
 from .dynamics import Dynamics, reference_multistep, reset_values
 from .fused import fused_multistep
+from .spikes import mark_spikes
 from .surrogate import Surrogate, get_surrogate
 
 BACKENDS = ("fused", "compiled", "reference")
@@ -108,6 +109,8 @@ class BaseNeuron(nn.Module):
             spikes, v, v_seq = reference_multistep(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
         self.v = v
         self.v_seq = v_seq
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            mark_spikes(spikes)  # saved as 1 byte by the layers after it (`spikes.compact_saved_spikes`)
         return spikes
 
     def extra_repr(self) -> str:
