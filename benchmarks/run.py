@@ -2,13 +2,20 @@
 
 Reference: the same SVFormer built on spikingjelly 0.0.0.0.14 ParametricLIFNode (torch backend, the
 authors' CPU path) and the authors' permute-and-copy BN wrappers, through the model's factories
-(`reference_model.py`). The model measurements run first, each in its own process, whose peak resident
-memory (VmHWM, reset at its start) belongs to it alone; then the neuron benchmark in this process.
+(`reference_model.py`). Every measurement runs in its own process, whose peak resident memory (VmHWM,
+reset at its start) belongs to it alone.
 
-    python benchmarks/run.py [--json OUT.json] [--repeat 3] [--batch 2] [--frames 16] [--size 224]
+Each is taken twice: with glibc's default allocator (how the authors' code runs, and the basis of the
+keys below) and with `svformer.runtime.tune_allocator` (how the `svformer` command runs), applied to
+both sides alike - a large share of a step under the default allocator is the kernel mapping and
+zeroing freed memory again, which the tuned allocator removes for the reference too.
 
-Keys written (ratios reference/svformer, bigger is better, except memory: svformer/reference):
-neuron_speedup, train_step_speedup, train_peak_memory_ratio, inference_speedup, inference_floor_fraction.
+    python benchmarks/run.py [--json OUT.json] [--repeat 4] [--batch 2] [--frames 16] [--size 224]
+        [--allocator both|default|tuned] [--neuron-shape 16 8 128 56 56]
+
+Keys written (ratios reference/svformer, bigger is better, except memory: svformer/reference), all
+with the default allocator: neuron_speedup, train_step_speedup, train_peak_memory_ratio,
+inference_speedup, inference_floor_fraction; the same with the suffix ``_tuned_allocator``.
 """
 from __future__ import annotations
 
@@ -35,7 +42,11 @@ def _model(kind: str, frames: int, size: int):
 
 
 def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: int) -> dict:
-    """Runs in a child process: median seconds of ``task`` and this process's peak RSS in MB."""
+    """Runs in a child process: median seconds of ``task`` and this process's peak RSS in MB.
+
+    The first two runs are dropped: the allocator reaches its steady state (no more page faults) only
+    after a step or two.
+    """
     import torch
 
     torch.manual_seed(0)
@@ -46,7 +57,7 @@ def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: in
         opt = torch.optim.AdamW(model.parameters(), 1e-4)
         y = torch.randint(0, 101, (batch,))
         model.train()
-        for _ in range(repeat + 1):
+        for _ in range(repeat + 2):
             start = time.perf_counter()
             loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad()
@@ -57,11 +68,11 @@ def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: in
         model.eval()
         x = x[:1]
         with torch.inference_mode():
-            for _ in range(repeat + 1):
+            for _ in range(repeat + 2):
                 start = time.perf_counter()
                 model(x)
                 times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times[1:]), "peak_mb": peak_mb()}
+    return {"seconds": statistics.median(times[2:]), "peak_mb": peak_mb()}
 
 
 def reset_peak() -> None:
@@ -85,11 +96,28 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(task, kind, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", task, kind, "--batch", str(args.batch), "--frames", str(args.frames),
-           "--size", str(args.size), "--repeat", str(args.repeat)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+def _child(task, kind, allocator, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", task, kind, allocator, "--batch", str(args.batch),
+           "--frames", str(args.frames), "--size", str(args.size), "--repeat", str(args.repeat),
+           "--neuron-shape", *map(str, args.neuron_shape)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"benchmark child {task}/{kind}/{allocator} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run_child(task, kind, allocator, args) -> dict:
+    if allocator == "tuned":
+        from svformer.runtime import tune_allocator
+
+        if not tune_allocator():
+            raise SystemExit("the tuned allocator needs glibc")
+    reset_peak()
+    if task == "neuron":
+        from neuron import run as neuron_run
+
+        return neuron_run(tuple(args.neuron_shape), args.repeat)
+    return measure(task, kind, args.batch, args.frames, args.size, args.repeat)
 
 
 def matmul_gflops() -> float:
@@ -103,31 +131,41 @@ def matmul_gflops() -> float:
     return 5 * 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9
 
 
+def _keys(rows: dict, neuron: dict, floor: float, suffix: str) -> dict:
+    def ratio(task, a, b):
+        return rows[(task, a)]["seconds"] / rows[(task, b)]["seconds"]
+
+    return {
+        f"neuron_speedup{suffix}": neuron["neuron_speedup"],
+        f"neuron_speedup_compiled{suffix}": neuron["neuron_speedup_compiled"],
+        f"train_step_speedup{suffix}": ratio("train", "reference", "fused"),
+        f"train_peak_memory_ratio{suffix}": rows[("train", "fused")]["peak_mb"] / rows[("train", "reference")]["peak_mb"],
+        f"inference_speedup{suffix}": ratio("infer", "reference", "fused"),
+        f"inference_peak_memory_ratio{suffix}": rows[("infer", "fused")]["peak_mb"] / rows[("infer", "reference")]["peak_mb"],
+        f"inference_floor_fraction{suffix}": floor / rows[("infer", "fused")]["seconds"],
+    }
+
+
+TARGETS = {"neuron_speedup": ">= 8", "train_step_speedup": ">= 3", "train_peak_memory_ratio": "<= 0.5",
+           "inference_speedup": ">= 2.5", "neuron_speedup_compiled": "", "inference_floor_fraction": ""}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--child", nargs=2, metavar=("TASK", "KIND"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("TASK", "KIND", "ALLOCATOR"), help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--neuron-shape", type=int, nargs="+", default=[16, 8, 128, 56, 56])
+    parser.add_argument("--allocator", choices=("both", "default", "tuned"), default="both")
     parser.add_argument("--json")
     args = parser.parse_args()
     sys.path.insert(0, HERE)
     if args.child:
-        reset_peak()
-        print(json.dumps(measure(*args.child, args.batch, args.frames, args.size, args.repeat)))
+        print(json.dumps(_run_child(*args.child, args)))
         return
 
-    from neuron import run as neuron_run
-
-    result = {}
-    rows = {}
-    for task in ("train", "infer"):
-        for kind in ("reference", "fused"):
-            rows[(task, kind)] = _child(task, kind, args)
-            print(f"{task:<6}{kind:<10}{rows[(task, kind)]['seconds']:>9.3f} s{rows[(task, kind)]['peak_mb']:>9.0f} MB",
-                  flush=True)
-    result["neuron"] = neuron_run((16, 8, 128, 56, 56), args.repeat)
     from svformer import create_model
     from svformer.analysis import count_macs
 
@@ -135,22 +173,24 @@ def main():
                       (1, 3, args.frames, args.size, args.size)).macs
     gflops = matmul_gflops()
     floor = 2 * macs / 1e9 / gflops
-    result.update({
-        "neuron_speedup": result["neuron"]["neuron_speedup"],
-        "neuron_speedup_compiled": result["neuron"]["neuron_speedup_compiled"],
-        "train_step_speedup": rows[("train", "reference")]["seconds"] / rows[("train", "fused")]["seconds"],
-        "train_peak_memory_ratio": rows[("train", "fused")]["peak_mb"] / rows[("train", "reference")]["peak_mb"],
-        "inference_speedup": rows[("infer", "reference")]["seconds"] / rows[("infer", "fused")]["seconds"],
-        "inference_peak_memory_ratio": rows[("infer", "fused")]["peak_mb"] / rows[("infer", "reference")]["peak_mb"],
-        "matmul_gflops": gflops, "dense_floor_seconds": floor,
-        "inference_floor_fraction": floor / rows[("infer", "fused")]["seconds"],
-        "rows": {f"{t}_{k}": v for (t, k), v in rows.items()},
-    })
-    print(f"\n{'metric':<28}{'value':>10}   target")
-    for key, target in [("neuron_speedup", ">= 8"), ("neuron_speedup_compiled", ""), ("train_step_speedup", ">= 3"),
-                        ("train_peak_memory_ratio", "<= 0.5"), ("inference_speedup", ">= 2.5"),
-                        ("inference_floor_fraction", "")]:
-        print(f"{key:<28}{result[key]:>10.2f}   {target}")
+    allocators = ("default", "tuned") if args.allocator == "both" else (args.allocator,)
+    result = {"matmul_gflops": gflops, "dense_floor_seconds": floor, "rows": {}, "neuron": {}}
+    print(f"{'task':<8}{'implementation':<30}{'allocator':<11}{'seconds':>9}{'peak MB':>9}")
+    for allocator in allocators:
+        rows = {}
+        for task in ("train", "infer"):
+            for kind in ("reference", "fused"):
+                row = rows[(task, kind)] = _child(task, kind, allocator, args)
+                result["rows"][f"{task}_{kind}_{allocator}"] = row
+                print(f"{task:<8}{kind:<30}{allocator:<11}{row['seconds']:>9.3f}{row['peak_mb']:>9.0f}", flush=True)
+        neuron = result["neuron"][allocator] = _child("neuron", "-", allocator, args)
+        for name, sec in neuron["seconds"].items():
+            print(f"neuron  {name:<30}{allocator:<11}{sec:>9.3f}", flush=True)
+        result.update(_keys(rows, neuron, floor, "" if allocator == "default" else "_tuned_allocator"))
+    print(f"\n{'metric':<28}" + "".join(f"{a + ' alloc.':>16}" for a in allocators) + "   target")
+    for key, target in TARGETS.items():
+        values = [result.get(key if a == "default" else key + "_tuned_allocator") for a in allocators]
+        print(f"{key:<28}" + "".join(f"{v:>16.2f}" for v in values) + f"   {target}")
     print(f"dense floor {floor:.3f} s per clip at {gflops:.0f} GFLOP/s (measured matmul)")
     if args.json:
         with open(args.json, "w") as f:

@@ -112,20 +112,14 @@ def backward(dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch
         decay = k if dyn.kind == "plif" else 1.0 / dyn.tau
         dh_dv = 1.0 - decay
         dh_dx = decay if dyn.decay_input else 1.0
-    step = _chunk_zero_reset if _zero_detached_reset(dyn) else _chunk_general
-    acc = torch.zeros((), dtype=torch.float64, device=x.device) if need_k else None
-    m = min(n, CHUNK)
-    hs, vs = x.new_empty((T, m)), x.new_empty((T, m))
-    scratch, fired = x.new_empty(m), torch.empty(m, dtype=torch.bool, device=x.device)
+    chunk = _ZeroResetChunk if _zero_detached_reset(dyn) else _GeneralChunk
+    work = chunk(dyn, surrogate, k, T, min(n, CHUNK), x, need_k)
     for a in range(0, n, CHUNK):
         b = min(a + CHUNK, n)
-        h, v = hs[:, : b - a], vs[:, : b - a]
-        _recompute(dyn, x[:, a:b], v0[a:b], k, h, v, scratch[: b - a])
-        step(dyn, surrogate, h, v, x[:, a:b] if need_k else None, gs[:, a:b], grad_x[:, a:b], grad_v0[a:b],
-             dh_dv, acc, scratch[: b - a], fired[: b - a])
+        work(x[:, a:b], v0[a:b], gs[:, a:b], grad_x[:, a:b], grad_v0[a:b], dh_dv)
         if not isinstance(dh_dx, float) or dh_dx != 1.0:
             grad_x[:, a:b].mul_(dh_dx)
-    grad_k = None if acc is None else acc.to(k.dtype).reshape(k.shape)
+    grad_k = None if work.acc is None else work.acc.to(k.dtype).reshape(k.shape)
     return grad_x_seq, grad_v0_out, grad_k
 
 
@@ -134,23 +128,69 @@ def _zero_detached_reset(dyn: Dynamics) -> bool:
     return dyn.v_reset == 0.0 and dyn.detach_reset and (dyn.kind == "if" or dyn.decay_input)
 
 
+class _ZeroResetChunk:
+    """The backward of one chunk for hard reset to 0 with detach_reset and decayed input (or IF).
+
+    The recompute keeps what the gradient recurrence reads: H[t], the not-fired mask 1 - S[t] (as
+    float, so that dV/dH = 1 - S is one multiply-add) and, for PLIF's dH/dk, D[t] = X[t] - V[t-1]
+    (H = V + D k). Then dL/dH[t] = dL/dS[t] g'(H[t] - v_th) + dL/dV[t] (1 - S[t]) and
+    dL/dV[t-1] = dL/dH[t] dH/dV. ``acc`` collects dL/dk in float64.
+    """
+
+    def __init__(self, dyn, surrogate, k, T, m, like_x, need_k):
+        self.dyn, self.surrogate, self.k = dyn, surrogate, k
+        self.h, self.not_fired = like_x.new_empty((T, m)), like_x.new_empty((T, m))
+        self.d = like_x.new_empty((T, m)) if dyn.kind != "if" else None
+        self.v, self.scratch = like_x.new_empty(m), like_x.new_empty(m)
+        self.acc = torch.zeros((), dtype=torch.float64, device=like_x.device) if need_k else None
+
+    def __call__(self, x, v0, gs, g_out, grad_v, dh_dv):
+        dyn, m = self.dyn, x.shape[1]
+        h, nf, v, scratch = self.h[:, :m], self.not_fired[:, :m], self.v[:m], self.scratch[:m]
+        d = None if self.d is None else self.d[:, :m]
+        vth = dyn.v_threshold
+        v.copy_(v0)
+        for t in range(x.shape[0]):  # the forward again, op for op as `_charge_into` (same bits)
+            if d is None:
+                torch.add(v, x[t], out=h[t])
+            else:
+                torch.sub(x[t], v, out=d[t])
+                torch.mul(d[t], self.k, out=h[t]) if dyn.kind == "plif" else torch.div(d[t], dyn.tau, out=h[t])
+                h[t].add_(v)
+            torch.lt(h[t], vth, out=nf[t])
+            torch.mul(h[t], nf[t], out=v)  # h or 0, as `_reset_into`'s h - h*s
+        for t in range(x.shape[0] - 1, -1, -1):
+            g = g_out[t]
+            self.surrogate.grad_into(torch.sub(h[t], vth, out=scratch), gs[t], out=g)
+            g.addcmul_(grad_v, nf[t])
+            if self.acc is not None:
+                self.acc += torch.dot(g, d[t])
+            torch.mul(g, dh_dv, out=grad_v)
+
+
+class _GeneralChunk:
+    """The backward of one chunk for any reset: recompute H[t] and V[t-1], then the recurrence with
+    dV/dH from `_dv_dh` and dH/dk from `_dh_dk_dot`."""
+
+    def __init__(self, dyn, surrogate, k, T, m, like_x, need_k):
+        self.dyn, self.surrogate, self.k = dyn, surrogate, k
+        self.h, self.v = like_x.new_empty((T, m)), like_x.new_empty((T, m))
+        self.scratch = like_x.new_empty(m)
+        self.fired = torch.empty(m, dtype=torch.bool, device=like_x.device)
+        self.acc = torch.zeros((), dtype=torch.float64, device=like_x.device) if need_k else None
+
+    def __call__(self, x, v0, gs, g_out, grad_v, dh_dv):
+        dyn, m = self.dyn, x.shape[1]
+        h, v, scratch, fired = self.h[:, :m], self.v[:, :m], self.scratch[:m], self.fired[:m]
+        _recompute(dyn, x, v0, self.k, h, v, scratch)
+        _chunk_general(dyn, self.surrogate, h, v, x if self.acc is not None else None, gs, g_out, grad_v,
+                       dh_dv, self.acc, scratch, fired)
+
+
 def _dh_dk_dot(dyn: Dynamics, g, x, v_prev):
     """sum(dL/dH * dH/dk) for PLIF: dH/dk = X - (V[t-1] - v_reset) with decay_input, else -(V[t-1] - v_reset)."""
     dot = -torch.dot(g, v_prev) + dyn.reset_value * g.sum() if dyn.reset_value else -torch.dot(g, v_prev)
     return dot + torch.dot(g, x) if dyn.decay_input else dot
-
-
-def _chunk_zero_reset(dyn, surrogate, h, v, x, gs, g_out, grad_v, dh_dv, acc, scratch, fired):
-    """One chunk, hard reset to 0 with detach_reset: dV/dH = 1 - S, so dL/dH[t] = dL/dS[t] g'(H[t]) +
-    dL/dV[t] masked where the step fired. ``g_out`` receives dL/dH (scaled by dH/dX afterwards)."""
-    vth = dyn.v_threshold
-    for t in range(h.shape[0] - 1, -1, -1):
-        ht, g = h[t], g_out[t]
-        surrogate.grad_into(torch.sub(ht, vth, out=scratch), gs[t], out=g)
-        g.add_(grad_v.masked_fill_(torch.ge(ht, vth, out=fired), 0.0))
-        if acc is not None:
-            acc += _dh_dk_dot(dyn, g, x[t], v[t])
-        torch.mul(g, dh_dv, out=grad_v)
 
 
 def _chunk_general(dyn, surrogate, h, v, x, gs, g_out, grad_v, dh_dv, acc, scratch, fired):
