@@ -11,7 +11,7 @@ both sides alike - a large share of a step under the default allocator is the ke
 zeroing freed memory again, which the tuned allocator removes for the reference too.
 
     python benchmarks/run.py [--json OUT.json] [--repeat 4] [--batch 2] [--frames 16] [--size 224]
-        [--allocator both|default|tuned] [--neuron-shape 16 8 128 56 56]
+        [--allocator both|default|tuned] [--neuron-shape 16 8 128 56 56] [--plot OUT.png]
 
 Keys written (ratios reference/svformer, bigger is better, except memory: svformer/reference), all
 with the default allocator: neuron_speedup, train_step_speedup, train_peak_memory_ratio,
@@ -28,6 +28,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -158,6 +159,32 @@ TARGETS = {"neuron_speedup": ">= 8", "train_step_speedup": ">= 3", "train_peak_m
            "train_peak_memory_ratio_bf16": "", "inference_floor_fraction": ""}
 
 
+def plot(result: dict, allocators, path: str) -> None:
+    """Bar chart of the ratios per allocator, with the targets as marks."""
+    from svformer.plotting import pyplot
+
+    plt = pyplot()
+    keys = list(TARGETS)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(allocators)
+    for i, allocator in enumerate(allocators):
+        values = [result[k if allocator == "default" else k + "_tuned_allocator"] for k in keys]
+        bars = ax.bar([j + i * width for j in range(len(keys))], values, width, label=f"{allocator} allocator")
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    for j, key in enumerate(keys):
+        if TARGETS[key]:
+            level = float(TARGETS[key].split()[-1])
+            ax.hlines(level, j - width / 2, j + width * (len(allocators) - 0.5), colors="k", linestyles="--")
+    ax.set_xticks([j + width * (len(allocators) - 1) / 2 for j in range(len(keys))])
+    ax.set_xticklabels([textwrap.fill(k.replace("_", " "), 16) for k in keys], fontsize=8)
+    ax.set_ylabel("reference / svformer (memory: svformer / reference)")
+    ax.set_title("svformer vs the authors' setup (dashed: issue targets)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=3, metavar=("TASK", "KIND", "ALLOCATOR"), help=argparse.SUPPRESS)
@@ -168,6 +195,7 @@ def main():
     parser.add_argument("--neuron-shape", type=int, nargs="+", default=[16, 8, 128, 56, 56])
     parser.add_argument("--allocator", choices=("both", "default", "tuned"), default="both")
     parser.add_argument("--json")
+    parser.add_argument("--plot", help="write a bar chart of the ratios (PNG)")
     args = parser.parse_args()
     sys.path.insert(0, HERE)
     if args.child:
@@ -203,6 +231,8 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+    if args.plot:
+        plot(result, allocators, args.plot)
 
 
 if __name__ == "__main__":

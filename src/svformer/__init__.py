@@ -3,8 +3,8 @@
 Data yields clips (B, C, T, H, W); the spiking core runs (T, B, ...); models convert once at their
 boundary. See README.md and docs/model.md.
 """
-from .models import SVFormer, create_model, list_models, load_official, register_model
+from .models import StreamingSVFormer, SVFormer, create_model, list_models, load_official, register_model
 
 __version__ = "0.1.0"
 
-__all__ = ["SVFormer", "create_model", "list_models", "load_official", "register_model", "__version__"]
+__all__ = ["StreamingSVFormer", "SVFormer", "create_model", "list_models", "load_official", "register_model", "__version__"]

@@ -23,3 +23,21 @@ def test_reference_model_reproduces_golden_logits():
     train_logits = model.train()(golden["input"])
     for ours, ref in ((eval_logits, golden["logits_eval"]), (train_logits, golden["logits_train"])):
         assert float((ours.detach() - ref).norm() / ref.norm()) < 1e-4
+
+
+def test_benchmark_harness_writes_every_key(tmp_path):
+    """A tiny run of benchmarks/run.py end to end (its numbers mean nothing at this size)."""
+    import json
+    import math
+    import subprocess
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(script), "--frames", "2", "--size", "64", "--batch", "2", "--repeat", "1",
+                    "--neuron-shape", "2", "2", "4", "4", "4", "--allocator", "default", "--json", str(out),
+                    "--plot", str(tmp_path / "bench.png")], check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    for key in ("neuron_speedup", "train_step_speedup", "train_peak_memory_ratio", "inference_speedup",
+                "inference_floor_fraction", "train_step_speedup_bf16"):
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    assert (tmp_path / "bench.png").stat().st_size > 0
