@@ -23,6 +23,7 @@ from typing import Optional
 
 import torch
 
+from . import pages
 from .dynamics import Dynamics, charge, reset_values
 from .layout import flat, like, time_major
 from .surrogate import Surrogate
@@ -66,8 +67,8 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
     T = x_seq.shape[0]
     x = flat(x_seq)
     n = x.shape[1]
-    spike_seq = torch.empty_like(x_seq)
-    h_seq = torch.empty_like(x_seq) if keep_h else None
+    spike_seq = pages.empty_like(x_seq)
+    h_seq = pages.empty_like(x_seq) if keep_h else None
     v_last = torch.empty_like(x_seq[0])
     spikes, h_all, v_all = flat(spike_seq), flat(h_seq) if keep_h else None, flat(v_last, steps=False)
     v0 = flat(like(v0, v_last), steps=False)
@@ -103,7 +104,7 @@ def backward(dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch
     x = flat(x_seq)
     n = x.shape[1]
     gs = flat(like(grad_spike, x_seq))
-    grad_x_seq = torch.empty_like(x_seq)
+    grad_x_seq = pages.empty_like(x_seq)
     grad_x = flat(grad_x_seq)
     grad_v0_out = like(grad_v_last, x_seq[0]).clone(memory_format=torch.preserve_format)
     grad_v0 = flat(grad_v0_out, steps=False)

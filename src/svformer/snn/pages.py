@@ -1,0 +1,73 @@
+"""Large CPU outputs on transparent huge pages.
+
+A neuron layer writes 200 MB outputs (stage 1 of the paper model at batch 8) into freshly allocated
+memory; on Linux every 4 KB page of it is faulted in and zeroed by the kernel on first touch, which
+costs as much as the neuron's arithmetic. Advising the kernel to back the allocation with 2 MB pages
+(``madvise(MADV_HUGEPAGE)``, the same advice PyTorch gives its own allocations under
+``THP_MEM_ALLOC_ENABLE=1``) turns 512 faults into one. It is only advice: without Linux, without THP
+("never") or for small or non-CPU tensors, `empty_like` is `torch.empty_like`.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from functools import lru_cache
+from typing import Optional
+
+import torch
+
+_MADV_HUGEPAGE = 14
+# Below this, the unaligned head and tail of the allocation would be most of it.
+MIN_BYTES = 8 << 20
+
+
+@lru_cache(maxsize=None)
+def _huge_page_size() -> Optional[int]:
+    """The THP size if the kernel uses huge pages on advice, else None."""
+    if not sys.platform.startswith("linux") or os.environ.get("SVFORMER_HUGE_PAGES", "1") == "0":
+        return None
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            if "[never]" in f.read():
+                return None
+        with open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=None)
+def _madvise():
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def advise_huge_pages(t: torch.Tensor) -> bool:
+    """Ask for huge pages under the 2 MB-aligned part of ``t``'s memory; True if the kernel accepted.
+
+    Call it before the memory is first written: pages already faulted in stay small.
+    """
+    page = _huge_page_size()
+    nbytes = t.untyped_storage().nbytes()
+    if page is None or t.device.type != "cpu" or nbytes < MIN_BYTES:
+        return False
+    madvise = _madvise()
+    if madvise is None:
+        return False
+    start = t.untyped_storage().data_ptr()
+    first, last = -(-start // page) * page, (start + nbytes) // page * page
+    return last > first and madvise(first, last - first, _MADV_HUGEPAGE) == 0
+
+
+def empty_like(t: torch.Tensor, **kwargs) -> torch.Tensor:
+    """`torch.empty_like` (same layout for dense tensors), advised onto huge pages when large."""
+    out = torch.empty_like(t, **kwargs)
+    advise_huge_pages(out)
+    return out
