@@ -134,3 +134,23 @@ def test_bad_inputs_fail_with_clear_messages():
         SVFormer(**{**SMALL, "img_size": 48})
     assert SVFormer(num_classes=4, **{**SMALL, "img_size": 48, "fusion": False}).eval()(
         torch.randn(1, 3, 3, 48, 48)).shape == (1, 4)
+
+
+def test_torch_compile_captures_the_whole_model_and_matches_eager():
+    # fullgraph: no graph breaks (which would recompile blocks with dynamic shapes). aot_eager traces
+    # what inductor would get, forward and backward, without spending minutes on code generation.
+    torch.manual_seed(0)
+    eager = SVFormer(num_classes=4, **SMALL, v_threshold=0.3).train()
+    model = SVFormer(num_classes=4, **SMALL, v_threshold=0.3).train()
+    model.load_state_dict(eager.state_dict())
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    x = _clip(eager)
+    compiled(x).square().sum().backward()
+    eager(x).square().sum().backward()
+    scale = max(float(p.grad.abs().max()) for p in eager.parameters())
+    for (n, a), (_, b) in zip(model.named_parameters(), eager.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=2e-5 * scale, msg=n)
+    for (n, a), (_, b) in zip(model.named_buffers(), eager.named_buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)  # running statistics
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.eval()(x), eager.eval()(x), rtol=1e-4, atol=1e-5)

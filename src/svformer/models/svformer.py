@@ -246,6 +246,8 @@ class SVFormer(nn.Module):
         x = x.permute(2, 0, 1, 3, 4)  # (T, B, C, H, W)
         if self.memory_format == "channels_last":
             x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # stored as (T, B, H, W, C)
-        compact = self.compact_spikes and torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        # Checked first: torch.compile cannot trace saved-tensor hooks (nor is_inference_mode_enabled).
+        compact = (not torch.compiler.is_compiling() and self.compact_spikes and torch.is_grad_enabled()
+                   and not torch.is_inference_mode_enabled())
         with compact_saved_spikes() if compact else contextlib.nullcontext():
             return self.forward_head(self.forward_features(x))

@@ -96,7 +96,12 @@ class BaseNeuron(nn.Module):
             k = k.to(x_seq.dtype)
         needs_graph = torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad
                                                    or (k is not None and k.requires_grad))
-        if self.backend == "fused" and not needs_graph:
+        compiling = torch.compiler.is_compiling()
+        if compiling:
+            # Inside torch.compile(model): plain ops that dynamo traces and inductor fuses for any device
+            # (the chunked loops write into views, which tracing handles worst).
+            spikes, v, v_seq = reference_multistep(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
+        elif self.backend == "fused" and not needs_graph:
             # Inference: no autograd node, nothing kept for a backward; h only if v_seq is wanted.
             with torch.no_grad():
                 spikes, v, h_seq = chunked.forward(self.dynamics, x_seq, v0, k, keep_h=self.store_v_seq)
@@ -109,7 +114,7 @@ class BaseNeuron(nn.Module):
             spikes, v, v_seq = reference_multistep(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
         self.v = v
         self.v_seq = v_seq
-        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+        if not compiling and torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
             mark_spikes(spikes)  # saved as 1 byte by the layers after it (`spikes.compact_saved_spikes`)
         return spikes
 

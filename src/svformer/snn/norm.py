@@ -156,6 +156,8 @@ class TimeBatchNorm(nn.Module):
 
     def _forward_per_step(self, x: torch.Tensor) -> torch.Tensor:
         """Each time step is an ordinary BN over its own T*C slice of the parameters, in place in (T, B, ...)."""
+        if self.training and torch.compiler.is_compiling():
+            return self._forward_reshaped(x)
         x = x.contiguous() if self.channels_last else time_major(x)  # maps may be channels-last inside a step
         if self.training:
             return _PerStepBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
@@ -168,6 +170,20 @@ class TimeBatchNorm(nn.Module):
         else:
             shape = (x.shape[0], 1, self.num_features) + (1,) * (x.dim() - 3)
         return torch.addcmul(shift.view(shape), x, scale.view(shape))
+
+    def _forward_reshaped(self, x: torch.Tensor) -> torch.Tensor:
+        """Training-mode per-step BN as one ordinary BN over T*C channels (the authors' formulation): the
+        traceable form for torch.compile, whose inductor fuses the permutes away."""
+        T, B = x.shape[:2]
+        if self.channels_last:  # (T, B, N, C) -> (B*N, T*C)
+            y = x.permute(1, 2, 0, 3).reshape(B * x.shape[2], T * self.num_features)
+        else:  # (T, B, C, ...) -> (B, T*C, ...)
+            y = x.transpose(0, 1).reshape(B, T * self.num_features, *x.shape[3:])
+        y = F.batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias, True, self._momentum(),
+                         self.eps)
+        if self.channels_last:
+            return y.reshape(B, x.shape[2], T, self.num_features).permute(2, 0, 1, 3)
+        return y.reshape(B, T, *x.shape[2:]).transpose(0, 1)
 
     def extra_repr(self) -> str:
         return (

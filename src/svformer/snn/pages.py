@@ -54,6 +54,8 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
 
     Call it before the memory is first written: pages already faulted in stay small.
     """
+    if torch.compiler.is_compiling():
+        return False
     page = _huge_page_size()
     nbytes = t.untyped_storage().nbytes()
     if page is None or t.device.type != "cpu" or nbytes < MIN_BYTES:
