@@ -8,11 +8,13 @@ membrane potential and temporaries stay in cache, and each big tensor is read or
 
 Traffic is the cost, so the forward writes only the spikes (plus the last potential). The backward
 gets the inputs X (which autograd keeps anyway as this layer's saved tensor, in place of the
-potentials) and recomputes H[t] and V[t-1] for one chunk at a time into small buffers before running
-the gradient recurrence of `fused`'s docstring on them.
+potentials) and recomputes what the gradient recurrence of `fused`'s docstring reads for one chunk at a
+time into small buffers: H[t] and V[t-1] in general, H[t], the not-fired mask and X[t] - V[t-1] for
+SVFormer's neuron (`_ZeroResetChunk`).
 
 The ops write into preallocated outputs (``out=``, in place), so nothing large is allocated inside the
-loops. Any dense layout with time outermost (e.g. channels-last maps) is used as it is (`layout`). The
+loops; the two large outputs (spikes, input gradients) go onto huge pages where the OS offers them
+(`pages`). Any dense layout with time outermost (e.g. channels-last maps) is used as it is (`layout`). The
 arithmetic is `dynamics.charge`/`reset_values`', op for op where it decides a spike, so the spikes are
 the same bits. The ``compiled`` backend keeps the pure functions in `fused.py` instead (in-place writes
 into views are what `torch.compile` handles worst).

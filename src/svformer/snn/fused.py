@@ -6,7 +6,6 @@ layer for the backward: eagerly the inputs X (from which `chunked` recomputes H 
 chunk, in cache), compiled the pre-reset potentials H (from which spikes, surrogate derivatives and
 V[t-1] follow, and PLIF's dH/dk = X - (V[t-1] - v_reset) = (H - V[t-1]) / k). Only a two-op recurrence
 is sequential:
-Only a two-op recurrence is sequential:
 
     dL/dH[t]   = dL/dS[t] * g'(H[t] - v_th) + dL/dV[t] * dV[t]/dH[t]
     dL/dV[t-1] = dL/dH[t] * dH[t]/dV[t-1]
