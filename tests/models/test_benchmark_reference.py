@@ -38,6 +38,7 @@ def test_benchmark_harness_writes_every_key(tmp_path):
                     "--plot", str(tmp_path / "bench.png")], check=True, capture_output=True)
     result = json.loads(out.read_text())
     for key in ("neuron_speedup", "train_step_speedup", "train_peak_memory_ratio", "inference_speedup",
-                "inference_floor_fraction", "train_step_speedup_bf16"):
+                "inference_floor_fraction", "train_step_speedup_bf16", "train_first_step_speedup",
+                "inference_first_speedup"):
         assert math.isfinite(result[key]) and result[key] > 0, key
     assert (tmp_path / "bench.png").stat().st_size > 0
