@@ -16,6 +16,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from functools import lru_cache
+from typing import Optional
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -27,17 +29,24 @@ MMAP_THRESHOLD = 1 << 30
 TRIM_THRESHOLD = (1 << 31) - 1
 
 
+@lru_cache(maxsize=None)
+def libc() -> Optional[ctypes.CDLL]:
+    """The process's C library on Linux (errno kept for callers), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
 def tune_allocator() -> bool:
     """Keep freed large blocks in the process heap (glibc only). Returns whether the setting was applied.
 
     Peak memory is unchanged (the same blocks are live at the peak), but the process keeps its peak
     resident after a step instead of returning it to the system between steps.
     """
-    if os.environ.get("SVFORMER_ALLOCATOR", "tuned") == "default" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
+    mallopt = getattr(libc(), "mallopt", None)  # glibc only (not e.g. musl)
+    if os.environ.get("SVFORMER_ALLOCATOR", "tuned") == "default" or mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..snn import NEURONS, TimeBatchNorm, compact_saved_spikes, get_surrogate, reset_states
+from ..snn.spikes import compaction_applies
 from .layers import CBlock, LocalPath, PatchEmbed, SABlock
 
 HEADS = ("conv3d", "avgpool")
@@ -246,8 +247,6 @@ class SVFormer(nn.Module):
         x = x.permute(2, 0, 1, 3, 4)  # (T, B, C, H, W)
         if self.memory_format == "channels_last":
             x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # stored as (T, B, H, W, C)
-        # Checked first: torch.compile cannot trace saved-tensor hooks (nor is_inference_mode_enabled).
-        compact = (not torch.compiler.is_compiling() and self.compact_spikes and torch.is_grad_enabled()
-                   and not torch.is_inference_mode_enabled())
+        compact = self.compact_spikes and compaction_applies()
         with compact_saved_spikes() if compact else contextlib.nullcontext():
             return self.forward_head(self.forward_features(x))

@@ -23,7 +23,7 @@ from torch import nn
 from . import chunked
 from .dynamics import Dynamics, reference_multistep, reset_values
 from .fused import fused_multistep
-from .spikes import mark_spikes
+from .spikes import compaction_applies, mark_spikes
 from .surrogate import Surrogate, get_surrogate
 
 BACKENDS = ("fused", "compiled", "reference")
@@ -96,8 +96,7 @@ class BaseNeuron(nn.Module):
             k = k.to(x_seq.dtype)
         needs_graph = torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad
                                                    or (k is not None and k.requires_grad))
-        compiling = torch.compiler.is_compiling()
-        if compiling:
+        if torch.compiler.is_compiling():
             # Inside torch.compile(model): plain ops that dynamo traces and inductor fuses for any device
             # (the chunked loops write into views, which tracing handles worst).
             spikes, v, v_seq = reference_multistep(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
@@ -114,7 +113,7 @@ class BaseNeuron(nn.Module):
             spikes, v, v_seq = reference_multistep(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
         self.v = v
         self.v_seq = v_seq
-        if not compiling and torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+        if compaction_applies():
             mark_spikes(spikes)  # saved as 1 byte by the layers after it (`spikes.compact_saved_spikes`)
         return spikes
 

@@ -10,13 +10,14 @@ costs as much as the neuron's arithmetic. Advising the kernel to back the alloca
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from functools import lru_cache
 from typing import Optional
 
 import torch
+
+from ..runtime import libc
 
 _MADV_HUGEPAGE = 14
 # Below this, the unaligned head and tail of the allocation would be most of it.
@@ -40,9 +41,8 @@ def _huge_page_size() -> Optional[int]:
 
 @lru_cache(maxsize=None)
 def _madvise():
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).madvise
-    except (OSError, AttributeError):
+    fn = getattr(libc(), "madvise", None)
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     fn.restype = ctypes.c_int

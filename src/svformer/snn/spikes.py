@@ -20,6 +20,13 @@ import torch
 _MARK = "_svformer_spike_version"
 
 
+def compaction_applies() -> bool:
+    """Whether autograd may save tensors here that `compact_saved_spikes` can pack: a graph is being
+    recorded, outside inference mode and outside torch.compile (which cannot trace saved-tensor hooks)."""
+    return (not torch.compiler.is_compiling() and torch.is_grad_enabled()
+            and not torch.is_inference_mode_enabled())
+
+
 def mark_spikes(spikes: torch.Tensor) -> torch.Tensor:
     """Declare that ``spikes`` holds only 0 and 1 (at its current version). Returns it."""
     setattr(spikes, _MARK, spikes._version)
