@@ -26,3 +26,35 @@ def test_advice_only_for_large_cpu_tensors_and_can_be_switched_off(monkeypatch):
     finally:
         monkeypatch.undo()
         pages._huge_page_size.cache_clear()
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_empty_like_faults_advised_memory_in_up_front():
+    pages._huge_page_size.cache_clear()
+    if pages._huge_page_size() is None:
+        pytest.skip("no transparent huge pages here")
+    before = _resident_mb()
+    y = pages.empty_like(torch.empty(64 << 18))  # 64 MB, above glibc's mmap threshold: fresh pages
+    assert _resident_mb() - before > 48
+    del y
+
+
+def test_populate_falls_back_to_zeroing_where_the_kernel_lacks_the_advice(monkeypatch):
+    pages._huge_page_size.cache_clear()
+    if pages._huge_page_size() is None:
+        pytest.skip("no transparent huge pages here")
+    calls = []
+
+    def madvise(start, length, advice):
+        calls.append(advice)
+        return 0 if advice == pages._MADV_HUGEPAGE else -1
+
+    monkeypatch.setattr(pages, "_madvise", lambda: madvise)
+    t = torch.full((pages.MIN_BYTES // 4 + 1,), 7.0)
+    assert pages.advise_huge_pages(t, populate=True)
+    assert calls == [pages._MADV_HUGEPAGE, pages._MADV_POPULATE_WRITE]
+    assert not t.any()
