@@ -11,12 +11,14 @@ both sides alike - a large share of a step under the default allocator is the ke
 zeroing freed memory again, which the tuned allocator removes for the reference too.
 
     python benchmarks/run.py [--json OUT.json] [--repeat 4] [--batch 2] [--frames 16] [--size 224]
-        [--allocator both|default|tuned] [--neuron-shape 16 8 128 56 56] [--plot OUT.png]
+        [--allocator both|default|tuned] [--neuron-shape 16 8 128 56 56] [--plot OUT.png] [--bf16 auto|yes|no]
 
 Keys written (ratios reference/svformer, bigger is better, except memory: svformer/reference), all
 with the default allocator: neuron_speedup, train_step_speedup, train_peak_memory_ratio,
 inference_speedup, inference_floor_fraction; train_step_speedup_bf16 and train_peak_memory_ratio_bf16
-for a step under bfloat16 autocast on both sides (the authors trained with mixed precision);
+for a step under bfloat16 autocast on both sides (the authors trained with mixed precision; measured
+by default only on CPUs with bfloat16 arithmetic, AVX-512-BF16 or AMX: elsewhere autocast emulates it
+and a step takes minutes);
 train_first_step_speedup and inference_first_speedup for the first, cold run of a fresh process (page
 faults and lazy initialisation included: what a user's first step costs); the same with the suffix
 ``_tuned_allocator``.
@@ -139,24 +141,53 @@ def matmul_gflops() -> float:
     return 5 * 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9
 
 
+def native_bf16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (AVX-512-BF16 or AMX)."""
+    import torch
+
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def torch_capability() -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def _keys(rows: dict, neuron: dict, floor: float, suffix: str) -> dict:
     def ratio(task, a, b, key="seconds"):
         return rows[(task, a)][key] / rows[(task, b)][key]
 
-    return {
+    keys = {
         f"neuron_speedup{suffix}": neuron["neuron_speedup"],
         f"neuron_speedup_compiled{suffix}": neuron["neuron_speedup_compiled"],
         f"train_step_speedup{suffix}": ratio("train", "reference", "fused"),
         f"train_peak_memory_ratio{suffix}": rows[("train", "fused")]["peak_mb"] / rows[("train", "reference")]["peak_mb"],
-        f"train_step_speedup_bf16{suffix}": ratio("train_bf16", "reference", "fused"),
-        f"train_peak_memory_ratio_bf16{suffix}":
-            rows[("train_bf16", "fused")]["peak_mb"] / rows[("train_bf16", "reference")]["peak_mb"],
         f"inference_speedup{suffix}": ratio("infer", "reference", "fused"),
         f"inference_peak_memory_ratio{suffix}": rows[("infer", "fused")]["peak_mb"] / rows[("infer", "reference")]["peak_mb"],
         f"inference_floor_fraction{suffix}": floor / rows[("infer", "fused")]["seconds"],
         f"train_first_step_speedup{suffix}": ratio("train", "reference", "fused", "first_seconds"),
         f"inference_first_speedup{suffix}": ratio("infer", "reference", "fused", "first_seconds"),
     }
+    if ("train_bf16", "fused") in rows:
+        keys[f"train_step_speedup_bf16{suffix}"] = ratio("train_bf16", "reference", "fused")
+        keys[f"train_peak_memory_ratio_bf16{suffix}"] = \
+            rows[("train_bf16", "fused")]["peak_mb"] / rows[("train_bf16", "reference")]["peak_mb"]
+    return keys
 
 
 TARGETS = {"neuron_speedup": ">= 8", "train_step_speedup": ">= 3", "train_peak_memory_ratio": "<= 0.5",
@@ -170,7 +201,7 @@ def plot(result: dict, allocators, path: str) -> None:
     from svformer.plotting import pyplot
 
     plt = pyplot()
-    keys = list(TARGETS)
+    keys = [k for k in TARGETS if k in result]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(allocators)
     for i, allocator in enumerate(allocators):
@@ -200,6 +231,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--neuron-shape", type=int, nargs="+", default=[16, 8, 128, 56, 56])
     parser.add_argument("--allocator", choices=("both", "default", "tuned"), default="both")
+    parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
+                        help="measure the bfloat16 autocast step (auto: only on CPUs with bfloat16 arithmetic)")
     parser.add_argument("--json")
     parser.add_argument("--plot", help="write a bar chart of the ratios (PNG)")
     args = parser.parse_args()
@@ -216,11 +249,14 @@ def main():
     gflops = matmul_gflops()
     floor = 2 * macs / 1e9 / gflops
     allocators = ("default", "tuned") if args.allocator == "both" else (args.allocator,)
-    result = {"matmul_gflops": gflops, "dense_floor_seconds": floor, "rows": {}, "neuron": {}}
+    bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and native_bf16())
+    tasks = ("train", "train_bf16", "infer") if bf16 else ("train", "infer")
+    result = {"matmul_gflops": gflops, "dense_floor_seconds": floor, "cpu": cpu_name(),
+              "cpu_capability": torch_capability(), "rows": {}, "neuron": {}}
     print(f"{'task':<12}{'implementation':<30}{'allocator':<11}{'seconds':>9}{'peak MB':>9}{'cold s':>9}")
     for allocator in allocators:
         rows = {}
-        for task in ("train", "train_bf16", "infer"):
+        for task in tasks:
             for kind in ("reference", "fused"):
                 row = rows[(task, kind)] = _child(task, kind, allocator, args)
                 result["rows"][f"{task}_{kind}_{allocator}"] = row
@@ -233,7 +269,11 @@ def main():
     print(f"\n{'metric':<28}" + "".join(f"{a + ' alloc.':>16}" for a in allocators) + "   target")
     for key, target in TARGETS.items():
         values = [result.get(key if a == "default" else key + "_tuned_allocator") for a in allocators]
-        print(f"{key:<28}" + "".join(f"{v:>16.2f}" for v in values) + f"   {target}")
+        print(f"{key:<28}" + "".join(f"{v:>16.2f}" if v is not None else f"{'not run':>16}" for v in values)
+              + f"   {target}")
+    if not bf16:
+        print("(bfloat16 step not run: this CPU has no bfloat16 arithmetic; --bf16 yes runs it anyway)")
+    print(f"{result['cpu']} ({result['cpu_capability']})")
     print(f"dense floor {floor:.3f} s per clip at {gflops:.0f} GFLOP/s (measured matmul)")
     if args.json:
         with open(args.json, "w") as f:

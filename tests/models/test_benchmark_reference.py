@@ -34,7 +34,8 @@ def test_benchmark_harness_writes_every_key(tmp_path):
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
     out = tmp_path / "bench.json"
     subprocess.run([sys.executable, str(script), "--frames", "2", "--size", "64", "--batch", "2", "--repeat", "1",
-                    "--neuron-shape", "2", "2", "4", "4", "4", "--allocator", "default", "--json", str(out),
+                    "--neuron-shape", "2", "2", "4", "4", "4", "--allocator", "default", "--bf16", "yes",
+                    "--json", str(out),
                     "--plot", str(tmp_path / "bench.png")], check=True, capture_output=True)
     result = json.loads(out.read_text())
     for key in ("neuron_speedup", "train_step_speedup", "train_peak_memory_ratio", "inference_speedup",
