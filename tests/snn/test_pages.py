@@ -1,4 +1,6 @@
 """Huge-page advice for large outputs: same tensors as torch.empty_like, advice only where it applies."""
+import mmap
+
 import pytest
 import torch
 
@@ -12,20 +14,28 @@ def test_empty_like_keeps_shape_dtype_and_layout():
     assert pages.empty_like(x, dtype=torch.uint8).dtype == torch.uint8
 
 
-def test_advice_only_for_large_cpu_tensors_and_can_be_switched_off(monkeypatch):
+def _fresh_tensor(nbytes: int) -> torch.Tensor:
+    """A float tensor on a new anonymous mapping: nothing of it is resident, whatever the allocator does."""
+    return torch.frombuffer(mmap.mmap(-1, nbytes), dtype=torch.float32)
+
+
+@pytest.fixture
+def huge_pages():
     pages._huge_page_size.cache_clear()
     if pages._huge_page_size() is None:
         pytest.skip("no transparent huge pages here")
-    big = torch.empty(pages.MIN_BYTES // 4 + 1)
-    assert pages.advise_huge_pages(big)
+    yield
+    pages._huge_page_size.cache_clear()
+
+
+def test_advice_only_for_large_fresh_cpu_tensors_and_can_be_switched_off(huge_pages, monkeypatch):
+    big = _fresh_tensor(pages.MIN_BYTES + 4096)
+    assert pages.advise_huge_pages(_fresh_tensor(pages.MIN_BYTES + 4096))
     assert not pages.advise_huge_pages(torch.empty(1000))
+    assert not pages.advise_huge_pages(torch.ones(pages.MIN_BYTES // 4 + 1))  # resident already: no advice
     monkeypatch.setenv("SVFORMER_HUGE_PAGES", "0")
     pages._huge_page_size.cache_clear()
-    try:
-        assert not pages.advise_huge_pages(big)
-    finally:
-        monkeypatch.undo()
-        pages._huge_page_size.cache_clear()
+    assert not pages.advise_huge_pages(big)
 
 
 def _resident_mb() -> float:
@@ -33,20 +43,14 @@ def _resident_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
-def test_empty_like_faults_advised_memory_in_up_front():
-    pages._huge_page_size.cache_clear()
-    if pages._huge_page_size() is None:
-        pytest.skip("no transparent huge pages here")
+def test_advice_with_populate_faults_the_memory_in_up_front(huge_pages):
+    t = _fresh_tensor(64 << 20)
     before = _resident_mb()
-    y = pages.empty_like(torch.empty(64 << 18))  # 64 MB, above glibc's mmap threshold: fresh pages
+    assert pages.advise_huge_pages(t, populate=True)
     assert _resident_mb() - before > 48
-    del y
 
 
-def test_populate_falls_back_to_zeroing_where_the_kernel_lacks_the_advice(monkeypatch):
-    pages._huge_page_size.cache_clear()
-    if pages._huge_page_size() is None:
-        pytest.skip("no transparent huge pages here")
+def test_populate_falls_back_to_zeroing_where_the_kernel_lacks_the_advice(huge_pages, monkeypatch):
     calls = []
 
     def madvise(start, length, advice):
@@ -54,6 +58,7 @@ def test_populate_falls_back_to_zeroing_where_the_kernel_lacks_the_advice(monkey
         return 0 if advice == pages._MADV_HUGEPAGE else -1
 
     monkeypatch.setattr(pages, "_madvise", lambda: madvise)
+    monkeypatch.setattr(pages, "_fresh", lambda start, length: True)
     t = torch.full((pages.MIN_BYTES // 4 + 1,), 7.0)
     assert pages.advise_huge_pages(t, populate=True)
     assert calls == [pages._MADV_HUGEPAGE, pages._MADV_POPULATE_WRITE]
