@@ -29,13 +29,13 @@ def huge_pages():
 
 
 def test_advice_only_for_large_fresh_cpu_tensors_and_can_be_switched_off(huge_pages, monkeypatch):
-    big = _fresh_tensor(pages.MIN_BYTES + 4096)
+    untouched = _fresh_tensor(pages.MIN_BYTES + 4096)  # kept unadvised for the switched-off case
     assert pages.advise_huge_pages(_fresh_tensor(pages.MIN_BYTES + 4096))
     assert not pages.advise_huge_pages(torch.empty(1000))
     assert not pages.advise_huge_pages(torch.ones(pages.MIN_BYTES // 4 + 1))  # resident already: no advice
     monkeypatch.setenv("SVFORMER_HUGE_PAGES", "0")
     pages._huge_page_size.cache_clear()
-    assert not pages.advise_huge_pages(big)
+    assert not pages.advise_huge_pages(untouched)
 
 
 def _resident_mb() -> float:

@@ -72,8 +72,7 @@ def _mincore():
 def _fresh(start: int, length: int) -> bool:
     """Whether no page of [start, start + length) (page-aligned) has been faulted in yet."""
     mincore = _mincore()
-    pages = length // os.sysconf("SC_PAGE_SIZE")
-    vec = ctypes.create_string_buffer(pages)
+    vec = ctypes.create_string_buffer(length // os.sysconf("SC_PAGE_SIZE"))  # one byte per page
     return mincore is not None and mincore(start, length, vec) == 0 and not any(vec.raw)
 
 
