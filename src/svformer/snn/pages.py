@@ -49,24 +49,23 @@ def _huge_page_size() -> Optional[int]:
         return None
 
 
+def _address_call(name: str, third) -> Optional[ctypes._CFuncPtr]:
+    """libc's ``int name(void *addr, size_t length, <third>)``, typed for ctypes; None without it."""
+    fn = getattr(libc(), name, None)
+    if fn is not None:
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, third]
+        fn.restype = ctypes.c_int
+    return fn
+
+
 @lru_cache(maxsize=None)
 def _madvise():
-    fn = getattr(libc(), "madvise", None)
-    if fn is None:
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+    return _address_call("madvise", ctypes.c_int)
 
 
 @lru_cache(maxsize=None)
 def _mincore():
-    fn = getattr(libc(), "mincore", None)
-    if fn is None:
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    fn.restype = ctypes.c_int
-    return fn
+    return _address_call("mincore", ctypes.c_char_p)
 
 
 def _fresh(start: int, length: int) -> bool:
