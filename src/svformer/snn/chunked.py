@@ -13,8 +13,8 @@ time into small buffers: H[t] and V[t-1] in general, H[t], the not-fired mask an
 SVFormer's neuron (`_ZeroResetChunk`).
 
 The ops write into preallocated outputs (``out=``, in place), so nothing large is allocated inside the
-loops; the two large outputs (spikes, input gradients) go onto huge pages where the OS offers them
-(`pages`). Any dense layout with time outermost (e.g. channels-last maps) is used as it is (`layout`). The
+loops; the two large outputs (spikes, input gradients) come from the recycled pool of large buffers
+(`pool`, on huge pages where the OS offers them). Any dense layout with time outermost (e.g. channels-last maps) is used as it is (`layout`). The
 arithmetic is `dynamics.charge`/`reset_values`', op for op where it decides a spike, so the spikes are
 the same bits. The ``compiled`` backend keeps the pure functions in `fused.py` instead (in-place writes
 into views are what `torch.compile` handles worst).
@@ -25,7 +25,7 @@ from typing import Optional
 
 import torch
 
-from . import pages
+from . import pool
 from .dynamics import Dynamics, charge, reset_values
 from .layout import flat, like, time_major
 from .surrogate import Surrogate
@@ -69,8 +69,8 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
     T = x_seq.shape[0]
     x = flat(x_seq)
     n = x.shape[1]
-    spike_seq = pages.empty_like(x_seq)
-    h_seq = pages.empty_like(x_seq) if keep_h else None
+    spike_seq = pool.empty_like(x_seq)
+    h_seq = pool.empty_like(x_seq) if keep_h else None
     v_last = torch.empty_like(x_seq[0])
     spikes, h_all, v_all = flat(spike_seq), flat(h_seq) if keep_h else None, flat(v_last, steps=False)
     v0 = flat(like(v0, v_last), steps=False)
@@ -106,7 +106,7 @@ def backward(dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch
     x = flat(x_seq)
     n = x.shape[1]
     gs = flat(like(grad_spike, x_seq))
-    grad_x_seq = pages.empty_like(x_seq)
+    grad_x_seq = pool.empty_like(x_seq)
     grad_x = flat(grad_x_seq)
     grad_v0_out = like(grad_v_last, x_seq[0]).clone(memory_format=torch.preserve_format)
     grad_v0 = flat(grad_v0_out, steps=False)

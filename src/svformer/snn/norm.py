@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import pages
+from . import pool
 from .layout import like, time_major
 
 
@@ -37,7 +37,7 @@ class _PerStepBatchNorm(torch.autograd.Function):
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float, channels_last: bool):
         T = x.shape[0]
         C = weight.shape[0] // T
-        y = pages.empty_like(x)
+        y = pool.empty_like(x)
         save_mean, save_invstd = weight.new_empty(T * C), weight.new_empty(T * C)
         for t in range(T):
             part = slice(t * C, (t + 1) * C)
@@ -56,7 +56,7 @@ class _PerStepBatchNorm(torch.autograd.Function):
         grad_y = like(grad_y, x)
         T = x.shape[0]
         C = weight.shape[0] // T
-        grad_x, grad_w, grad_b = pages.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)
+        grad_x, grad_w, grad_b = pool.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)
         cl = ctx.channels_last
         for t in range(T):
             part = slice(t * C, (t + 1) * C)

@@ -17,6 +17,8 @@ from typing import Iterator
 
 import torch
 
+from . import pool
+
 _MARK = "_svformer_spike_version"
 
 
@@ -65,14 +67,18 @@ def compact_saved_spikes() -> Iterator[SavedSpikeStats]:
     def pack(t: torch.Tensor):
         if not t.is_floating_point() or not is_spikes(t):
             return t
-        packed = t.to(torch.uint8)  # keeps t's strides (dense) or makes it dense (a strided view)
+        with torch.no_grad():  # from recycled memory: a step packs and unpacks ~1 GB of spikes
+            packed = pool.empty_like(t, torch.uint8).copy_(t)  # t's strides (dense) or dense (a strided view)
         stats.tensors += 1
         stats.float_bytes += t.numel() * t.element_size()
         stats.packed_bytes += packed.numel()
         return _Packed(packed, t.dtype)
 
     def unpack(p):
-        return p.data.to(p.dtype) if isinstance(p, _Packed) else p
+        if not isinstance(p, _Packed):
+            return p
+        with torch.no_grad():
+            return pool.empty_like(p.data, p.dtype).copy_(p.data)
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         yield stats

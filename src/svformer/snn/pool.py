@@ -1,0 +1,140 @@
+"""Recycled CPU memory for the large tensors svformer's own kernels allocate.
+
+A training step of the paper model allocates about 1 GB of fresh neuron spikes, BatchNorm outputs and
+their gradients (batch 2), and glibc's allocator hands every block above 32 MB back to the kernel when it
+is freed and takes it back the next time, so each step the kernel faults in and zeroes that memory
+again. On the 2-core AMD EPYC VM that cost 0.3-1.2 s per step, even on huge pages (docs/performance.md).
+PyTorch keeps a caching allocator for CUDA but none for the CPU; this is one for svformer's own large
+outputs only, so it changes nothing for the rest of the process (unlike `runtime.tune_allocator`).
+
+A block is free when the pool holds the only reference to its storage: every tensor handed out (and
+every view of it, or autograd's saved copy of it) holds one more, counted by PyTorch itself
+(``torch._C._storage_Use_Count``, also used by inductor's CUDA-graph trees). Blocks are matched by
+exact size, since a model's shapes repeat from step to step. A free block that has not been reused for
+`MAX_IDLE` requests is given back when the pool would otherwise grow (e.g. training blocks during a
+long evaluation with another batch size); `release` gives back every free block at once.
+
+``SVFORMER_POOL=0`` switches it off; off the CPU (where PyTorch caches already), under torch.compile,
+for small tensors and without the private counter, `empty_like` is `pages.empty_like`.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import torch
+
+from . import pages
+
+# Requests a free block may go unused before the pool gives it back when it needs to grow: about
+# eight training steps of the paper model (about 130 requests per step).
+MAX_IDLE = 1024
+
+_use_count = getattr(torch._C, "_storage_Use_Count", None)
+
+
+@dataclass
+class _Block:
+    storage: torch.UntypedStorage
+    last_use: int
+
+    def free(self) -> bool:
+        return _use_count(self.storage._cdata) == 1
+
+
+@dataclass
+class PoolStats:
+    """What the pool holds: blocks and bytes in all, how many of them are free now, and the requests it
+    has served (each a reuse of a free block or a new one)."""
+
+    blocks: int
+    bytes: int
+    free_blocks: int
+    free_bytes: int
+    requests: int
+
+
+class BufferPool:
+    """CPU buffers of at least ``min_bytes`` recycled by exact size once nothing else references them."""
+
+    def __init__(self, max_idle: int = MAX_IDLE, min_bytes: int = pages.MIN_BYTES):
+        self.max_idle, self.min_bytes = max_idle, min_bytes
+        self._blocks: Dict[int, List[_Block]] = {}
+        self._requests = 0
+        self._lock = threading.Lock()
+
+    def empty_like(self, t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """An uninitialised tensor with `torch.empty_like(t, dtype=dtype)`'s shape, dtype and strides."""
+        dtype = t.dtype if dtype is None else dtype
+        if not self._applies(t, dtype):
+            return pages.empty_like(t, dtype=dtype)
+        template = torch.empty_like(t, dtype=dtype, device="meta")  # the strides empty_like would give
+        nbytes = template.untyped_storage().nbytes()
+        storage = self._take(nbytes)
+        return torch.empty(0, dtype=dtype).set_(storage, 0, template.shape, template.stride())
+
+    def _applies(self, t: torch.Tensor, dtype: torch.dtype) -> bool:
+        return (
+            _use_count is not None
+            and t.device.type == "cpu"
+            and t.numel() * dtype.itemsize >= self.min_bytes
+            and os.environ.get("SVFORMER_POOL", "1") != "0"
+            and not torch.compiler.is_compiling()
+        )
+
+    def _take(self, nbytes: int) -> torch.UntypedStorage:
+        with self._lock:
+            self._requests += 1
+            for block in self._blocks.get(nbytes, ()):
+                if block.free():
+                    block.last_use = self._requests
+                    return block.storage
+            self._drop_idle()
+            buf = torch.empty(nbytes, dtype=torch.uint8)
+            pages.advise_huge_pages(buf, populate=True)
+            self._blocks.setdefault(nbytes, []).append(_Block(buf.untyped_storage(), self._requests))
+            return buf.untyped_storage()
+
+    def _drop_idle(self) -> None:
+        self._keep(lambda b: not b.free() or self._requests - b.last_use <= self.max_idle)
+
+    def _keep(self, keep) -> None:
+        for size in list(self._blocks):
+            kept = [b for b in self._blocks[size] if keep(b)]
+            if kept:
+                self._blocks[size] = kept
+            else:
+                del self._blocks[size]
+
+    def release(self) -> int:
+        """Give back every free block; returns the bytes released (tensors in use keep theirs)."""
+        with self._lock:
+            before = self.stats().free_bytes
+            self._keep(lambda b: not b.free())
+            return before
+
+    def stats(self) -> PoolStats:
+        blocks = [b for bs in self._blocks.values() for b in bs]
+        free = [b for b in blocks if b.free()]
+        return PoolStats(len(blocks), sum(b.storage.nbytes() for b in blocks), len(free),
+                         sum(b.storage.nbytes() for b in free), self._requests)
+
+
+_POOL = BufferPool()
+
+
+def empty_like(t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """`BufferPool.empty_like` on the process's pool."""
+    return _POOL.empty_like(t, dtype)
+
+
+def release() -> int:
+    """Give the process pool's free blocks back to the system; returns the bytes released."""
+    return _POOL.release()
+
+
+def stats() -> PoolStats:
+    """What the process's pool holds now."""
+    return _POOL.stats()
