@@ -68,18 +68,19 @@ class BufferPool:
     def empty_like(self, t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """An uninitialised tensor with `torch.empty_like(t, dtype=dtype)`'s shape, dtype and strides."""
         dtype = t.dtype if dtype is None else dtype
-        if not self._applies(t, dtype):
+        if not self._applies(t.device, t.numel() * dtype.itemsize):
             return pages.empty_like(t, dtype=dtype)
-        template = torch.empty_like(t, dtype=dtype, device="meta")  # the strides empty_like would give
-        nbytes = template.untyped_storage().nbytes()
-        storage = self._take(nbytes)
-        return torch.empty(0, dtype=dtype).set_(storage, 0, template.shape, template.stride())
+        return self._from_template(torch.empty_like(t, dtype=dtype, device="meta"))  # empty_like's strides
 
-    def _applies(self, t: torch.Tensor, dtype: torch.dtype) -> bool:
+    def _from_template(self, template: torch.Tensor) -> torch.Tensor:
+        storage = self._take(template.untyped_storage().nbytes())
+        return torch.empty(0, dtype=template.dtype).set_(storage, 0, template.shape, template.stride())
+
+    def _applies(self, device: torch.device, nbytes: int) -> bool:
         return (
             _use_count is not None
-            and t.device.type == "cpu"
-            and t.numel() * dtype.itemsize >= self.min_bytes
+            and device.type == "cpu"
+            and nbytes >= self.min_bytes
             and os.environ.get("SVFORMER_POOL", "1") != "0"
             and not torch.compiler.is_compiling()
         )
