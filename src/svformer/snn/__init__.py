@@ -1,5 +1,6 @@
 """The spiking core: surrogate gradients, neuron dynamics (reference and fused paths), neuron layers,
-per-time-step BatchNorm, a firing-rate monitor and 1-byte saved spikes. Everything runs in multi-step mode on (T, B, ...)."""
+per-time-step BatchNorm, a firing-rate monitor, 1-byte saved spikes and a pool of recycled buffers.
+Everything runs in multi-step mode on (T, B, ...)."""
 from .dynamics import Dynamics, charge, reference_multistep, reset, reset_values
 from .fused import FusedMultiStep, fused_multistep
 from .monitor import FiringRateMonitor
