@@ -16,8 +16,9 @@ The ops write into preallocated outputs (``out=``, in place), so nothing large i
 loops; the two large outputs (spikes, input gradients) come from the recycled pool of large buffers
 (`pool`, on huge pages where the OS offers them). Any dense layout with time outermost (e.g.
 channels-last maps) is used as it is (`layout`). The arithmetic is `dynamics.charge`/`reset_values`',
-op for op where it decides a spike, so the spikes are the same bits. The ``compiled`` backend keeps the pure functions in `fused.py` instead (in-place writes
-into views are what `torch.compile` handles worst).
+op for op where it decides a spike, so the spikes are the same bits. The ``compiled`` backend keeps
+the pure functions in `fused.py` instead (in-place writes into views are what `torch.compile` handles
+worst).
 """
 from __future__ import annotations
 
