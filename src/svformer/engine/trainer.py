@@ -96,6 +96,13 @@ class Trainer:
         if self.info.enabled:
             self.model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                                  else None)
+        if cfg.compile:
+            if cfg.compile not in torch.compiler.list_backends(exclude_tags=()):
+                raise ValueError(f"compile: {cfg.compile!r} is not a torch.compile backend; available: "
+                                 f"{', '.join(torch.compiler.list_backends())}")
+            # After the DDP wrap, as PyTorch recommends; self.module stays the plain model, so checkpoints
+            # keep their keys and evaluation runs eagerly.
+            self.model = torch.compile(self.model, backend=cfg.compile)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and self.device.type == "cuda" else None
         self.mixup = (Mixup(len(self.data.class_names), cfg.aug.mixup_alpha, cfg.aug.cutmix_alpha, cfg.aug.mixup_prob,
