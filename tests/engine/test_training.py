@@ -51,6 +51,7 @@ def test_train_writes_run_folder_and_resume_is_exact(tmp_path):
 def test_compiled_training_matches_eager_and_keeps_checkpoint_keys(tmp_path):
     # aot_eager traces the same graph inductor would compile, in seconds; the compiled graph takes the
     # plain-op neuron and reshaped-BN paths, so values agree to rounding, not bit for bit.
+    torch._dynamo.reset()
     runs = {}
     for name, extra in (("eager", {}), ("compiled", {"compile": "aot_eager"})):
         assert train(tiny_config(tmp_path, name, **{"optim.epochs": 1}, **extra), test=False)["epochs_run"] == 1

@@ -139,6 +139,7 @@ def test_bad_inputs_fail_with_clear_messages():
 def test_torch_compile_captures_the_whole_model_and_matches_eager():
     # fullgraph: no graph breaks (which would recompile blocks with dynamic shapes). aot_eager traces
     # what inductor would get, forward and backward, without spending minutes on code generation.
+    torch._dynamo.reset()  # a model compiled earlier in the session would make dynamo trace dynamic shapes
     torch.manual_seed(0)
     eager = SVFormer(num_classes=4, **SMALL, v_threshold=0.3).train()
     model = SVFormer(num_classes=4, **SMALL, v_threshold=0.3).train()

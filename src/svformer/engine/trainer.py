@@ -101,8 +101,9 @@ class Trainer:
                 raise ValueError(f"compile: {cfg.compile!r} is not a torch.compile backend; available: "
                                  f"{', '.join(torch.compiler.list_backends())}")
             # After the DDP wrap, as PyTorch recommends; self.module stays the plain model, so checkpoints
-            # keep their keys and evaluation runs eagerly.
-            self.model = torch.compile(self.model, backend=cfg.compile)
+            # keep their keys and evaluation runs eagerly. Static shapes: a training run's never change
+            # (the loader drops the last partial batch), and the layout checks need concrete strides.
+            self.model = torch.compile(self.model, backend=cfg.compile, dynamic=False)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and self.device.type == "cuda" else None
         self.mixup = (Mixup(len(self.data.class_names), cfg.aug.mixup_alpha, cfg.aug.cutmix_alpha, cfg.aug.mixup_prob,
