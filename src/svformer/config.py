@@ -94,7 +94,8 @@ class TrainConfig:
     seed: int = 6666
     amp: bool = False                 # bfloat16 autocast on CPU, float16 + GradScaler on CUDA
     # torch.compile backend for the training forward+backward ("inductor" for speed; None: eager). The
-    # first steps pay the compile time (minutes for the paper model on a 2-core CPU); evaluation stays eager.
+    # first step pays the compile time (over 25 min for the paper model on a 2-core CPU; meant for GPUs);
+    # evaluation stays eager.
     compile: Optional[str] = None
     device: str = "auto"              # auto, cpu, cuda, cuda:N
     eval_every: int = 5               # epochs between validation passes
