@@ -67,7 +67,7 @@ def compact_saved_spikes() -> Iterator[SavedSpikeStats]:
     def pack(t: torch.Tensor):
         if not t.is_floating_point() or not is_spikes(t):
             return t
-        with torch.no_grad():  # from recycled memory: a step packs and unpacks ~1 GB of spikes
+        with torch.no_grad():  # recycled memory (`pool`): these are as large as the feature maps
             packed = pool.empty_like(t, torch.uint8).copy_(t)  # t's strides (dense) or dense (a strided view)
         stats.tensors += 1
         stats.float_bytes += t.numel() * t.element_size()
