@@ -63,7 +63,7 @@ class BufferPool:
         self.max_idle, self.min_bytes = max_idle, min_bytes
         self._blocks: Dict[int, List[_Block]] = {}
         self._requests = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def empty_like(self, t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """An uninitialised tensor with `torch.empty_like(t, dtype=dtype)`'s shape, dtype and strides."""
@@ -117,7 +117,8 @@ class BufferPool:
             return before
 
     def stats(self) -> PoolStats:
-        blocks = [b for bs in self._blocks.values() for b in bs]
+        with self._lock:
+            blocks = [b for bs in self._blocks.values() for b in bs]
         free = [b for b in blocks if b.free()]
         return PoolStats(len(blocks), sum(b.storage.nbytes() for b in blocks), len(free),
                          sum(b.storage.nbytes() for b in free), self._requests)
