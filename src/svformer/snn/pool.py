@@ -63,18 +63,16 @@ class BufferPool:
         self.max_idle, self.min_bytes = max_idle, min_bytes
         self._blocks: Dict[int, List[_Block]] = {}
         self._requests = 0
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
 
     def empty_like(self, t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """An uninitialised tensor with `torch.empty_like(t, dtype=dtype)`'s shape, dtype and strides."""
         dtype = t.dtype if dtype is None else dtype
         if not self._applies(t.device, t.numel() * dtype.itemsize):
             return pages.empty_like(t, dtype=dtype)
-        return self._from_template(torch.empty_like(t, dtype=dtype, device="meta"))  # empty_like's strides
-
-    def _from_template(self, template: torch.Tensor) -> torch.Tensor:
+        template = torch.empty_like(t, dtype=dtype, device="meta")  # empty_like's strides, no memory
         storage = self._take(template.untyped_storage().nbytes())
-        return torch.empty(0, dtype=template.dtype).set_(storage, 0, template.shape, template.stride())
+        return torch.empty(0, dtype=dtype).set_(storage, 0, template.shape, template.stride())
 
     def _applies(self, device: torch.device, nbytes: int) -> bool:
         return (
@@ -101,20 +99,22 @@ class BufferPool:
     def _drop_idle(self) -> None:
         self._keep(lambda b: not b.free() or self._requests - b.last_use <= self.max_idle)
 
-    def _keep(self, keep) -> None:
+    def _keep(self, keep) -> int:
+        """Drop the blocks ``keep`` rejects; returns their bytes."""
+        dropped = 0
         for size in list(self._blocks):
             kept = [b for b in self._blocks[size] if keep(b)]
+            dropped += size * (len(self._blocks[size]) - len(kept))
             if kept:
                 self._blocks[size] = kept
             else:
                 del self._blocks[size]
+        return dropped
 
     def release(self) -> int:
         """Give back every free block; returns the bytes released (tensors in use keep theirs)."""
         with self._lock:
-            before = self.stats().free_bytes
-            self._keep(lambda b: not b.free())
-            return before
+            return self._keep(lambda b: not b.free())
 
     def stats(self) -> PoolStats:
         with self._lock:
