@@ -137,21 +137,25 @@ def test_bad_inputs_fail_with_clear_messages():
 
 
 def test_torch_compile_captures_the_whole_model_and_matches_eager():
-    # fullgraph: no graph breaks (which would recompile blocks with dynamic shapes). aot_eager traces
-    # what inductor would get, forward and backward, without spending minutes on code generation.
-    torch._dynamo.reset()  # a model compiled earlier in the session would make dynamo trace dynamic shapes
+    # fullgraph: no graph breaks. aot_eager traces what inductor would get, forward and backward, without
+    # spending minutes on code generation. The first batch size compiles with static shapes, the second
+    # recompiles with a symbolic batch dimension (PyTorch's automatic dynamic shapes): both must match.
+    torch._dynamo.reset()  # so that the first call here is the first compilation of the model
     torch.manual_seed(0)
-    eager = SVFormer(num_classes=4, **SMALL, v_threshold=0.3).train()
-    model = SVFormer(num_classes=4, **SMALL, v_threshold=0.3).train()
+    eager = SVFormer(num_classes=4, **SMALL, v_threshold=0.3)
+    model = SVFormer(num_classes=4, **SMALL, v_threshold=0.3)
     model.load_state_dict(eager.state_dict())
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-    x = _clip(eager)
-    compiled(x).square().sum().backward()
-    eager(x).square().sum().backward()
-    scale = max(float(p.grad.abs().max()) for p in eager.parameters())
-    for (n, a), (_, b) in zip(model.named_parameters(), eager.named_parameters()):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=2e-5 * scale, msg=n)
-    for (n, a), (_, b) in zip(model.named_buffers(), eager.named_buffers()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)  # running statistics
-    with torch.no_grad():
-        torch.testing.assert_close(compiled.eval()(x), eager.eval()(x), rtol=1e-4, atol=1e-5)
+    for batch in (2, 3):
+        x = _clip(eager, batch)
+        for m in (model, eager):
+            m.train().zero_grad()
+        compiled(x).square().sum().backward()
+        eager(x).square().sum().backward()
+        scale = max(float(p.grad.abs().max()) for p in eager.parameters())
+        for (n, a), (_, b) in zip(model.named_parameters(), eager.named_parameters()):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=2e-5 * scale, msg=n)
+        for (n, a), (_, b) in zip(model.named_buffers(), eager.named_buffers()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)  # running statistics
+        with torch.no_grad():
+            torch.testing.assert_close(compiled.eval()(x), eager.eval()(x), rtol=1e-4, atol=1e-5)

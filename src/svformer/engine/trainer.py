@@ -102,7 +102,7 @@ class Trainer:
                                  f"{', '.join(torch.compiler.list_backends())}")
             # After the DDP wrap, as PyTorch recommends; self.module stays the plain model, so checkpoints
             # keep their keys and evaluation runs eagerly. Static shapes: a training run's never change
-            # (the loader drops the last partial batch), and the layout checks need concrete strides.
+            # (the loader drops the last partial batch), and static kernels need no shape checks.
             self.model = torch.compile(self.model, backend=cfg.compile, dynamic=False)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and self.device.type == "cuda" else None
