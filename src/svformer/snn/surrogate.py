@@ -21,19 +21,30 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
     return (x >= 0).to(x.dtype)
 
 
-class _Spike(torch.autograd.Function):
-    """heaviside(x) forward, ``surrogate.derivative(x) * grad`` backward, for any `Surrogate`."""
-
+class _ATanSpike(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, surrogate: "Surrogate") -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.surrogate = surrogate
+        ctx.alpha = alpha
         return heaviside(x)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return ctx.surrogate.derivative(x) * grad_output, None
+        return atan_derivative(x, ctx.alpha) * grad_output, None
+
+
+class _SigmoidSpike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return heaviside(x)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return sigmoid_derivative(x, ctx.alpha) * grad_output, None
 
 
 def atan_primitive(x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -74,13 +85,7 @@ class Surrogate:
             raise ValueError(f"{type(self).__name__}: alpha must be positive, got {alpha}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():
-            # Straight-through form, plain ops: the value is heaviside(x) exactly (p - p is 0) and
-            # autograd differentiates the primitive. Dynamo cannot trace `_Spike`'s backward once
-            # dynamic shapes make alpha a symbolic float, and inductor fuses this form anyway.
-            p = self.primitive(x)
-            return heaviside(x) + (p - p.detach())
-        return _Spike.apply(x, self)
+        return self._function.apply(x, self.alpha)
 
     def primitive(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -108,6 +113,7 @@ class ATan(Surrogate):
 
     name = "atan"
     default_alpha = 2.0
+    _function = _ATanSpike
 
     def primitive(self, x):
         return atan_primitive(x, self.alpha)
@@ -128,6 +134,7 @@ class Sigmoid(Surrogate):
 
     name = "sigmoid"
     default_alpha = 4.0
+    _function = _SigmoidSpike
 
     def primitive(self, x):
         return sigmoid_primitive(x, self.alpha)
