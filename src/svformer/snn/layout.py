@@ -15,15 +15,20 @@ def is_dense(x: torch.Tensor) -> bool:
     """True if ``x`` covers one block of memory without gaps or overlaps (in any dim order)."""
     # Picks the dims innermost-first by matching strides instead of sorting them: under
     # torch.compile with dynamic shapes the strides are symbolic, and dynamo can compare them but not sort.
-    strides = [s for s, n in zip(x.stride(), x.shape) if n != 1]
-    sizes = [n for n in x.shape if n != 1]
+    strides, sizes = [], []
+    for s, n in zip(x.stride(), x.shape):
+        if n != 1:
+            strides.append(s)
+            sizes.append(n)
     expected = 1
-    for _ in range(len(sizes)):
-        inner = next((i for i, s in enumerate(strides) if s == expected), None)
-        if inner is None:
+    for _ in sizes:
+        for i, s in enumerate(strides):
+            if s == expected:
+                break
+        else:
             return False
-        expected *= sizes[inner]
-        strides[inner] = 0  # a stride of 0 never matches again: each dim is used once
+        expected *= sizes[i]
+        strides[i] = -1  # never matches again (expected is a product of sizes): each dim is used once
     return True
 
 
