@@ -10,7 +10,7 @@ SMALL = dict(embed_dim=(16, 32, 48, 64), depth=(1, 1, 1, 1), head_dim=16, img_si
 
 def _grads(compact: bool, x):
     torch.manual_seed(0)
-    model = SVFormer(num_classes=5, compact_spikes=False, **SMALL).train()
+    model = SVFormer(num_classes=5, compact_spikes=False, recompute_norm=False, **SMALL).train()
     with compact_saved_spikes() if compact else torch.enable_grad() as stats:
         loss = model(x).square().sum()
     loss.backward()
@@ -32,21 +32,23 @@ def test_model_compacts_by_default_and_only_when_building_a_graph(monkeypatch):
     import svformer.models.svformer as module
 
     entered = []
-    real = module.compact_saved_spikes
+    real = module.compact_saved
 
-    def spy():
-        entered.append(True)
-        return real()
+    def spy(spikes, norm_outputs):
+        entered.append((spikes, norm_outputs))
+        return real(spikes, norm_outputs)
 
-    monkeypatch.setattr(module, "compact_saved_spikes", spy)
+    monkeypatch.setattr(module, "compact_saved", spy)
     x = torch.randn(2, 3, 3, 64, 64)
     model = SVFormer(num_classes=5, **SMALL).train()
     model(x).sum().backward()
-    assert len(entered) == 1
+    assert entered == [(True, True)]
     with torch.no_grad():
         model(x)
     SVFormer(num_classes=5, compact_spikes=False, **SMALL).train()(x).sum().backward()
-    assert len(entered) == 1
+    assert entered == [(True, True), (False, True)]
+    SVFormer(num_classes=5, compact_spikes=False, recompute_norm=False, **SMALL).train()(x).sum().backward()
+    assert len(entered) == 2
 
 
 def test_only_unmodified_spikes_are_recognised():

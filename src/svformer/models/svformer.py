@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..snn import NEURONS, TimeBatchNorm, compact_saved_spikes, get_surrogate, reset_states
+from ..snn import NEURONS, TimeBatchNorm, compact_saved, get_surrogate, reset_states
 from ..snn.spikes import compaction_applies
 from .layers import CBlock, LocalPath, PatchEmbed, SABlock
 
@@ -62,6 +62,9 @@ class SVFormer(nn.Module):
             same function either way, up to float rounding inside the convolutions.
         compact_spikes: keep the spikes that convs, linears and attention save for the backward as 1 byte
             per element (default; exact, about a third less activation memory) or as float.
+        recompute_norm: a neuron right after a per-step BN (the MLPs' hidden layer) saves the BN's output
+            for its backward; keep it as the BN's input plus scale and shift and recompute it in the
+            backward (default; the same bits, about 10 % less training memory) or keep the copy.
 
     Shape: (B, in_chans, T, H, W) -> (B, num_classes).
     """
@@ -91,6 +94,7 @@ class SVFormer(nn.Module):
         drop_path_rate: float = 0.0,
         memory_format: str = "channels_last",
         compact_spikes: bool = True,
+        recompute_norm: bool = True,
     ):
         super().__init__()
         if len(embed_dim) != 4 or len(depth) != 4:
@@ -112,6 +116,7 @@ class SVFormer(nn.Module):
         self.fusion = fusion
         self.memory_format = memory_format
         self.compact_spikes = compact_spikes
+        self.recompute_norm = recompute_norm
 
         make_neuron = neuron if callable(neuron) else self._neuron_factory(
             neuron, v_threshold, v_reset, detach_reset, init_tau, decay_input, surrogate, surrogate_alpha,
@@ -247,6 +252,6 @@ class SVFormer(nn.Module):
         x = x.permute(2, 0, 1, 3, 4)  # (T, B, C, H, W)
         if self.memory_format == "channels_last":
             x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # stored as (T, B, H, W, C)
-        compact = self.compact_spikes and compaction_applies()
-        with compact_saved_spikes() if compact else contextlib.nullcontext():
+        compact = (self.compact_spikes or self.recompute_norm) and compaction_applies()
+        with compact_saved(self.compact_spikes, self.recompute_norm) if compact else contextlib.nullcontext():
             return self.forward_head(self.forward_features(x))

@@ -29,23 +29,98 @@ def _bn_view(x_t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x_t.view(-1, x_t.shape[-1]) if channels_last else x_t
 
 
+def _affine_into(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, channels_last: bool,
+                 out: torch.Tensor) -> torch.Tensor:
+    """y[t] = x[t] * scale[t] + shift[t] per channel, into ``out`` (x's layout); scale/shift are (T*C,).
+
+    A multiply and then an add, each rounded once, never fused into one multiply-add: the training
+    forward and `Recompute` run this same code, so a recomputed output has the forward's bits on any
+    CPU and thread count.
+    """
+    C = scale.shape[0] // x.shape[0]
+    for t in range(x.shape[0]):
+        part = slice(t * C, (t + 1) * C)
+        x_t, y_t = _bn_view(x[t], channels_last), _bn_view(out[t], channels_last)
+        shape = (C,) if channels_last else (C,) + (1,) * (x_t.dim() - 2)
+        torch.mul(x_t, scale[part].view(shape), out=y_t).add_(shift[part].view(shape))
+    return out
+
+
+def _stats_without_output(device: torch.device) -> bool:
+    """Whether `torch.batch_norm_update_stats` is used (CPU only: the one device it is tested on here)."""
+    return device.type == "cpu"
+
+
+def _batch_stats(x_t: torch.Tensor, running_mean, running_var, momentum: float, eps: float):
+    """Mean and 1/sqrt(var + eps) of one time step's batch, updating the running statistics as BatchNorm
+    does (the unbiased variance). On the CPU without computing an output (the library's
+    `batch_norm_update_stats`, as fast as the statistics pass of its BatchNorm; `var_mean` is 20x
+    slower); elsewhere through the BatchNorm kernel, whose output is dropped."""
+    if _stats_without_output(x_t.device):
+        mean, var = torch.batch_norm_update_stats(x_t, running_mean, running_var, momentum)  # biased var
+        return mean, torch.rsqrt(var + eps)
+    _, mean, invstd = torch.native_batch_norm(x_t, None, None, running_mean, running_var, True, momentum, eps)
+    return mean, invstd
+
+
+class Recompute:
+    """A saved per-step BN output, kept as the recipe that made it: the BN input (which the BN keeps for
+    its own backward anyway) and the per-(t, c) scale and shift. `restore` recomputes the output (the
+    same bits, `_affine_into`) and returns the view that was saved."""
+
+    __slots__ = ("x", "x_version", "scale", "shift", "channels_last", "version", "view")
+
+    def __init__(self, x, scale, shift, channels_last, version):
+        self.x, self.x_version, self.scale, self.shift = x, x._version, scale, shift
+        self.channels_last, self.version, self.view = channels_last, version, None
+
+    def restore(self) -> torch.Tensor:
+        if self.x._version != self.x_version:
+            raise RuntimeError("the input of a per-step BatchNorm was modified in place after the forward; its "
+                               "output, which a later layer saved for the backward, cannot be recomputed")
+        with torch.no_grad():
+            y = _affine_into(self.x, self.scale, self.shift, self.channels_last, pool.empty_like(self.x))
+        size, stride, offset = self.view
+        return y.as_strided(size, stride, offset)
+
+
+_RECIPE = "_svformer_bn_recipe"
+
+
+def recompute_recipe(t: torch.Tensor) -> Optional[Recompute]:
+    """For autograd's pack hook: a `Recompute` if ``t`` is (a view of) a per-step BN output not written since
+    the BN made it, else None."""
+    if t.is_inference():
+        return None
+    base = t if t._base is None else t._base
+    recipe = getattr(base, _RECIPE, None)
+    if recipe is None or recipe.version != t._version:
+        return None
+    saved = Recompute(recipe.x, recipe.scale, recipe.shift, recipe.channels_last, recipe.version)
+    saved.view = (t.size(), t.stride(), t.storage_offset())
+    return saved
+
+
 class _PerStepBatchNorm(torch.autograd.Function):
-    """Training-mode per-step BN with PyTorch's own kernels on each contiguous time step, written into one
-    preallocated output: none of the (T, B) <-> (B, T) permute copies of the reshape formulation."""
+    """Training-mode per-step BN on each contiguous time step, written into one preallocated output: none
+    of the (T, B) <-> (B, T) permute copies of the reshape formulation. PyTorch's own kernels compute the
+    statistics (and update the running ones) and the input gradients; the output is `_affine_into`, so
+    that a later layer's saved copy of it can be recomputed instead of kept (`recompute_recipe`)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float, channels_last: bool):
         T = x.shape[0]
         C = weight.shape[0] // T
-        y = pool.empty_like(x)
         save_mean, save_invstd = weight.new_empty(T * C), weight.new_empty(T * C)
         for t in range(T):
             part = slice(t * C, (t + 1) * C)
-            torch.ops.aten.native_batch_norm.out(
-                _bn_view(x[t], channels_last), weight[part], bias[part],
-                None if running_mean is None else running_mean[part],
-                None if running_var is None else running_var[part], True, momentum, eps,
-                out=_bn_view(y[t], channels_last), save_mean=save_mean[part], save_invstd=save_invstd[part])
+            save_mean[part], save_invstd[part] = _batch_stats(
+                _bn_view(x[t], channels_last), None if running_mean is None else running_mean[part],
+                None if running_var is None else running_var[part], momentum, eps)
+        scale = weight * save_invstd
+        shift = bias - save_mean * scale
+        y = _affine_into(x, scale, shift, channels_last, pool.empty_like(x))
+        setattr(y, _RECIPE, Recompute(x, scale, shift, channels_last, y._version))
         ctx.save_for_backward(x, weight, save_mean, save_invstd)
         ctx.eps, ctx.channels_last = eps, channels_last
         return y

@@ -2,18 +2,16 @@
 
 Every conv, linear and attention product after a neuron saves its binary input for the weight
 gradient; in float32 these inputs are about a third of the activations a training step keeps. Neurons
-mark the spike tensors they return (`mark_spikes`); inside `compact_saved_spikes`, autograd's pack hook
-stores any saved tensor that is a marked spike tensor, or a view of one, as uint8 and the unpack hook
-restores the original dtype when the backward needs it. 0 and 1 survive the round trip exactly, so the
-gradients are bit-identical; the cost is one conversion pass each way.
+mark the spike tensors they return (`mark_spikes`); inside `saved.compact_saved`, autograd's pack hook
+stores any saved tensor that is a marked spike tensor, or a view of one, as uint8 (`pack`) and the
+unpack hook restores the original dtype when the backward needs it. 0 and 1 survive the round trip
+exactly, so the gradients are bit-identical; the cost is one conversion pass each way.
 
 A marked tensor written in place after marking (its version counter moved) is saved as it is.
 """
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Optional
 
 import torch
 
@@ -43,42 +41,22 @@ def is_spikes(t: torch.Tensor) -> bool:
     return getattr(base, _MARK, None) == t._version
 
 
-@dataclass
-class SavedSpikeStats:
-    """What `compact_saved_spikes` did: tensors compacted and their bytes before/after."""
+class Packed:
+    """A saved spike tensor kept as uint8 (`pack`); `restore` gives it back in its float dtype."""
 
-    tensors: int = 0
-    float_bytes: int = 0
-    packed_bytes: int = 0
-
-
-class _Packed:
     __slots__ = ("data", "dtype")
 
     def __init__(self, data: torch.Tensor, dtype: torch.dtype):
         self.data, self.dtype = data, dtype
 
-
-@contextlib.contextmanager
-def compact_saved_spikes() -> Iterator[SavedSpikeStats]:
-    """Within this context, tensors autograd saves that are spikes are kept as uint8."""
-    stats = SavedSpikeStats()
-
-    def pack(t: torch.Tensor):
-        if not t.is_floating_point() or not is_spikes(t):
-            return t
-        with torch.no_grad():  # recycled memory (`pool`): these are as large as the feature maps
-            packed = pool.empty_like(t, torch.uint8).copy_(t)  # t's strides (dense) or dense (a strided view)
-        stats.tensors += 1
-        stats.float_bytes += t.numel() * t.element_size()
-        stats.packed_bytes += packed.numel()
-        return _Packed(packed, t.dtype)
-
-    def unpack(p):
-        if not isinstance(p, _Packed):
-            return p
+    def restore(self) -> torch.Tensor:
         with torch.no_grad():
-            return pool.empty_like(p.data, p.dtype).copy_(p.data)
+            return pool.empty_like(self.data, self.dtype).copy_(self.data)
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        yield stats
+
+def pack(t: torch.Tensor) -> Optional[Packed]:
+    """``t`` as 1 byte per element if it is (a view of) marked spikes, else None."""
+    if not t.is_floating_point() or not is_spikes(t):
+        return None
+    with torch.no_grad():  # recycled memory (`pool`): these are as large as the feature maps
+        return Packed(pool.empty_like(t, torch.uint8).copy_(t), t.dtype)  # t's strides, or dense for a view
