@@ -58,7 +58,7 @@ def _batch_stats(x_t: torch.Tensor, running_mean, running_var, momentum: float, 
     slower); elsewhere through the BatchNorm kernel, whose output is dropped."""
     if _stats_without_output(x_t.device):
         mean, var = torch.batch_norm_update_stats(x_t, running_mean, running_var, momentum)  # biased var
-        return mean, torch.rsqrt(var + eps)
+        return mean, (var.double() + eps).rsqrt().to(var.dtype)  # in double, as the BN kernel
     _, mean, invstd = torch.native_batch_norm(x_t, None, None, running_mean, running_var, True, momentum, eps)
     return mean, invstd
 
