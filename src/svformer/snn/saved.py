@@ -5,9 +5,10 @@ Inside `compact_saved`, autograd's pack hook replaces two kinds of saved tensors
 - spikes (`spikes.pack`): every conv, linear and attention product after a neuron saves its binary
   input for the weight gradient; stored as uint8, restored exactly.
 - per-step BatchNorm outputs (`norm.recompute_recipe`): a neuron right after a BN (the MLPs' hidden
-  layer) saves its input for its backward, while the BN saves its own input for its backward too: two
-  float copies of the widest maps of the model. The neuron's copy is kept as the BN's input plus the
-  per-(t, c) scale and shift and recomputed when the backward reaches it, with the same bits.
+  layers; the first neuron after each patch embedding) saves its input for its backward, while the BN
+  saves its own input for its backward too: two float copies of the same map, the MLPs' the widest of
+  the model. The neuron's copy is kept as the BN's input plus the per-(t, c) scale and shift and
+  recomputed when the backward reaches it, with the same bits.
 
 Both give bit-identical gradients. A tensor written in place after it was made is saved as it is.
 """
