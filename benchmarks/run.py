@@ -50,10 +50,10 @@ def _model(kind: str, frames: int, size: int):
     return create_model("svformer_paper", num_frames=frames, img_size=size, neuron_backend=kind)
 
 
-def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: int, dense: bool = True) -> dict:
+def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: int) -> dict:
     """Runs in a child process: median seconds of ``task``, this process's peak RSS in MB, the first
-    (cold) run's seconds and, with ``dense``, the seconds of its convolutions and matrix products
-    (`dense.profile_dense`, two more runs under the profiler).
+    (cold) run's seconds and the seconds of its convolutions and matrix products (`dense.profile_dense`,
+    two more runs under the profiler).
 
     The first two runs are dropped from the median: the allocator reaches its steady state (no more
     page faults) only after a step or two. The cold run is what a user's first step costs.
@@ -88,10 +88,9 @@ def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: in
         run()
         times.append(time.perf_counter() - start)
     result = {"seconds": statistics.median(times[2:]), "peak_mb": peak_mb(), "first_seconds": times[0]}
-    if dense:  # after the timed runs, so the profiler touches neither their times nor their peak memory
-        from dense import profile_dense
+    from dense import profile_dense
 
-        result.update(profile_dense(run))
+    result.update(profile_dense(run))  # after the timed runs: the profiler touches neither times nor peak
     return result
 
 

@@ -14,6 +14,7 @@ Layouts: ``channels_last=False`` for feature maps (T, B, C, H, W) (any number of
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -63,16 +64,20 @@ def _batch_stats(x_t: torch.Tensor, running_mean, running_var, momentum: float, 
     return mean, invstd
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: no element-wise tensor comparison
 class Recompute:
     """A saved per-step BN output, kept as the recipe that made it: the BN input (which the BN keeps for
-    its own backward anyway) and the per-(t, c) scale and shift. `restore` recomputes the output (the
-    same bits, `_affine_into`) and returns the view that was saved."""
+    its own backward anyway) and the per-(t, c) scale and shift. The BN marks its output with one
+    (``view`` None); each saved view of it gets a copy with its ``view`` (size, stride, offset), and
+    `restore` recomputes the output (the same bits, `_affine_into`) and returns that view."""
 
-    __slots__ = ("x", "x_version", "scale", "shift", "channels_last", "version", "view")
-
-    def __init__(self, x, scale, shift, channels_last, version):
-        self.x, self.x_version, self.scale, self.shift = x, x._version, scale, shift
-        self.channels_last, self.version, self.view = channels_last, version, None
+    x: torch.Tensor
+    x_version: int
+    scale: torch.Tensor
+    shift: torch.Tensor
+    channels_last: bool
+    version: int  # the output's version when the BN made it
+    view: Optional[tuple] = None
 
     def restore(self) -> torch.Tensor:
         if self.x._version != self.x_version:
@@ -80,8 +85,7 @@ class Recompute:
                                "output, which a later layer saved for the backward, cannot be recomputed")
         with torch.no_grad():
             y = _affine_into(self.x, self.scale, self.shift, self.channels_last, pool.empty_like(self.x))
-        size, stride, offset = self.view
-        return y.as_strided(size, stride, offset)
+        return y.as_strided(*self.view)
 
 
 _RECIPE = "_svformer_bn_recipe"
@@ -96,9 +100,7 @@ def recompute_recipe(t: torch.Tensor) -> Optional[Recompute]:
     recipe = getattr(base, _RECIPE, None)
     if recipe is None or recipe.version != t._version:
         return None
-    saved = Recompute(recipe.x, recipe.scale, recipe.shift, recipe.channels_last, recipe.version)
-    saved.view = (t.size(), t.stride(), t.storage_offset())
-    return saved
+    return replace(recipe, view=(t.size(), t.stride(), t.storage_offset()))
 
 
 class _PerStepBatchNorm(torch.autograd.Function):
@@ -120,7 +122,7 @@ class _PerStepBatchNorm(torch.autograd.Function):
         scale = weight * save_invstd
         shift = bias - save_mean * scale
         y = _affine_into(x, scale, shift, channels_last, pool.empty_like(x))
-        setattr(y, _RECIPE, Recompute(x, scale, shift, channels_last, y._version))
+        setattr(y, _RECIPE, Recompute(x, x._version, scale, shift, channels_last, y._version))
         ctx.save_for_backward(x, weight, save_mean, save_invstd)
         ctx.eps, ctx.channels_last = eps, channels_last
         return y
