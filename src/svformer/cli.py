@@ -105,8 +105,8 @@ def _measured_energy(args):
 def cmd_data_check(args) -> int:
     from .data.doctor import check_dataset
 
-    report = check_dataset(args.dataset, args.root, args.split, decode=not args.no_decode,
-                           progress=sys.stderr.isatty())
+    level = "lists" if args.no_decode else "decode" if args.decode else "index"
+    report = check_dataset(args.dataset, args.root, args.split, level, progress=sys.stderr.isatty())
     print(report.text())
     return 0 if report.ok else 1
 
@@ -168,7 +168,7 @@ def cmd_test(args) -> int:
 
     plot = plot_confusion(result.confusion, trainer.data.class_names,
                           os.path.join(cfg.output_dir, "plots", "confusion_test.png"))
-    print(f"test: top-1 {100 * result.top1:.2f}%, top-5 {100 * result.top5:.2f}% on {result.num_videos} videos "
+    print(f"test: top-1 {100 * result.top1:.2f}%, top-5 {100 * result.top5:.2f}% {result.coverage()} "
           f"({cfg.data.test_clips} clips x {cfg.data.test_crops} crops, logits summed)")
     print("per-class accuracy:")
     for name, acc in result.per_class.items():
@@ -278,7 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", required=True, help="the folder the archive was unpacked into")
     p.add_argument("--split", type=int, default=1, help="official split (UCF101/HMDB51: 1-3)")
-    p.add_argument("--no-decode", action="store_true", help="check lists and files only, decode nothing")
+    depth = p.add_mutually_exclusive_group()
+    depth.add_argument("--no-decode", action="store_true", help="check the lists and that the files exist, open none")
+    depth.add_argument("--decode", action="store_true",
+                       help="also decode every frame of every video (default: index every video's frames "
+                            "from its packets, decoding nothing)")
     p.set_defaults(func=cmd_data_check)
 
     p = data_sub.add_parser("synth", help="write the synthetic motion dataset in a real layout")

@@ -44,6 +44,7 @@ class DataConfig:
     test_clips: int = 5               # test views: clips x crops, logits summed per video
     test_crops: int = 3
     num_workers: int = 2
+    on_error: str = "skip"            # an unreadable sample: 'skip' (warn and count, in every split) or 'raise'
     split_by: str = "number"          # DVS frames: 'number' or 'time'
     downsample: int = 1               # DVS: 128 / downsample pixels
     synthetic: Optional[str] = None   # 'video' or 'events': write the synthetic dataset to root first

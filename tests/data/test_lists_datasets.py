@@ -162,10 +162,11 @@ def test_unreadable_sample_is_skipped_and_counted_or_raises(tmp_path):
         warnings.simplefilter("always")
         batch = collate_clips([ds[i] for i in range(len(ds))])
     assert batch["skipped"] == 1 and batch["clip"].shape[0] == len(ds) - 1
+    assert batch["unreadable"] == [2]  # the video's position, so evaluation can leave it out
     assert any("v_Archery_g08_c01.avi" in str(w.message) for w in caught)
     strict = VideoClipDataset(samples, names, train=True, num_frames=4, sampling_rate=1, crop_size=16,
                               on_error="raise")
     with pytest.raises(Exception, match="v_Archery_g08_c01.avi"):
         strict[2]
-    assert collate_clips([None]) == {"skipped": 1}
+    assert collate_clips([None]) == {"skipped": 1, "unreadable": []}
     assert torch.is_tensor(batch["label"])

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from .events import AedatError, events_to_frames, read_aedat31, video_to_events, write_aedat31
 from .lists import DatasetLayoutError
+from .video_dataset import unreadable
 
 GESTURES = ("hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise",
             "right_arm_counter_clockwise", "left_arm_clockwise", "left_arm_counter_clockwise", "arm_roll",
@@ -135,7 +136,7 @@ class DVSGesture(Dataset):
                 raise
             warnings.warn(f"skipping unreadable sample {self.samples[index].aedat}: {e}", RuntimeWarning,
                           stacklevel=2)
-            return None
+            return unreadable(index)
         frames = events_to_frames(events, self.num_frames, (128, 128), self.split_by, self.downsample)
         return {"clip": torch.from_numpy(frames).transpose(0, 1), "label": self.samples[index].label,
                 "index": index, "view": 0}

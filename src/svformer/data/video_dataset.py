@@ -5,9 +5,10 @@ Items are dicts: ``clip`` (C, T, H, W) float, or (N, C, T, H, W) with N repeated
 Use `collate_clips` as the DataLoader's collate_fn: it stacks, flattens repeats, and drops (and counts)
 unreadable samples.
 
-An unreadable video is never silently replaced by zeros: with ``on_error='skip'`` (the training
-default) it is skipped with a warning and counted in the batch's ``skipped``; with 'raise' the error
-(naming the file) propagates.
+An unreadable video is never silently replaced by zeros: with ``on_error='skip'`` (the default) the item
+is `unreadable(video)`, which the collate function drops, counts in the batch's ``skipped`` and names in
+its ``unreadable`` list (so evaluation can leave the whole video out); with 'raise' the error (naming
+the file) propagates.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class VideoClipDataset(Dataset):
             if self.on_error == "raise":
                 raise
             warnings.warn(f"skipping unreadable sample {sample.path}: {e}", RuntimeWarning, stacklevel=2)
-            return None
+            return unreadable(video)
         if self.train:
             clips = [self.transform(clip, rng) for _ in range(self.num_repeats)]
             clip = clips[0] if self.num_repeats == 1 else torch.stack(clips)
@@ -90,17 +91,25 @@ class VideoClipDataset(Dataset):
         return {"clip": clip, "label": sample.label, "index": video, "view": view}
 
 
+def unreadable(index: int) -> dict:
+    """The item a dataset returns for a sample it could not read (``index``: the video's position)."""
+    return {"unreadable": index}
+
+
 def collate_clips(batch):
-    """Stack items, flatten repeated augmentations into the batch, drop skipped (None) items.
+    """Stack items, flatten repeated augmentations into the batch, drop unreadable items (None or
+    `unreadable`).
 
     Returns a dict with ``clip`` (B, C, T, H, W) stacked from the items' (C, T, H, W), ``label``,
-    ``index``, ``view`` (B,) and ``skipped`` (how many items of this batch were unreadable); or only
-    ``{'skipped': n}`` when nothing in the batch could be read.
+    ``index``, ``view`` (B,), ``skipped`` (how many items of this batch were unreadable) and
+    ``unreadable`` (the video indices of those that said which); only the last two when nothing in the
+    batch could be read.
     """
-    kept = [item for item in batch if item is not None]
+    kept = [item for item in batch if item is not None and "unreadable" not in item]
     skipped = len(batch) - len(kept)
+    lost = [item["unreadable"] for item in batch if item is not None and "unreadable" in item]
     if not kept:
-        return {"skipped": skipped}
+        return {"skipped": skipped, "unreadable": lost}
     clips, labels, indices, views = [], [], [], []
     for item in kept:
         c = item["clip"]
@@ -111,4 +120,4 @@ def collate_clips(batch):
         views += [item["view"]] * n
     return {"clip": torch.cat(clips),
             "label": torch.tensor(labels), "index": torch.tensor(indices), "view": torch.tensor(views),
-            "skipped": skipped}
+            "skipped": skipped, "unreadable": lost}

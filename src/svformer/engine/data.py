@@ -56,11 +56,12 @@ def build_datasets(cfg: TrainConfig) -> Datasets:
         train_samples, val_samples = split_validation(train_samples, d.val_fraction, cfg.seed)
     transform = TrainTransform(d.crop_size, a.rand_augment, a.erasing_p, tuple(a.scale), tuple(a.ratio), a.flip)
     common = dict(num_frames=d.num_frames, sampling_rate=d.sampling_rate, crop_size=d.crop_size)
+    common = dict(common, on_error=d.on_error)
     train = VideoClipDataset(train_samples, names, train=True, num_repeats=a.repeats, transform=transform,
                              seed=cfg.seed, **common)
-    val = VideoClipDataset(val_samples, names, train=False, on_error="raise", **common) if val_samples else None
+    val = VideoClipDataset(val_samples, names, train=False, **common) if val_samples else None
     test = VideoClipDataset(test_samples, names, train=False, num_clips=d.test_clips, num_crops=d.test_crops,
-                            on_error="raise", **common)
+                            **common)
     return Datasets(train, val, test, names, 3, d.crop_size)
 
 
@@ -68,9 +69,9 @@ def _gesture(cfg: TrainConfig) -> Datasets:
     from ..data.dvs_gesture import DVSGesture
 
     d = cfg.data
-    kw = dict(num_frames=d.num_frames, split_by=d.split_by, downsample=d.downsample)
+    kw = dict(num_frames=d.num_frames, split_by=d.split_by, downsample=d.downsample, on_error=d.on_error)
     train = DVSGesture(d.root, "train", **kw)
-    test = DVSGesture(d.root, "test", on_error="raise", **kw)
+    test = DVSGesture(d.root, "test", **kw)
     val = None
     if d.val_fraction > 0:
         users = sorted({re.match(r"user(\d+)", os.path.basename(s.aedat)).group(1) for s in train.samples})

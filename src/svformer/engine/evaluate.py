@@ -1,6 +1,9 @@
 """Multi-view evaluation: every (clip, crop) view of every test video through the model, raw logits
 summed per video as the authors did (``DATA.ENSEMBLE_METHOD sum``), then top-1/top-5, per-class accuracy,
-a confusion matrix and the firing rate of every spiking layer."""
+a confusion matrix and the firing rate of every spiking layer.
+
+A video with any unreadable view is left out of the scores (a partial sum of views would be another
+protocol) and counted: ``num_videos`` of ``total_videos`` were scored, ``skipped`` views unreadable."""
 from __future__ import annotations
 
 import contextlib
@@ -26,9 +29,18 @@ class EvalResult:
     confusion: Optional[np.ndarray] = None
     firing_rates: Dict[str, float] = field(default_factory=dict)
     skipped: int = 0
+    total_videos: int = 0
 
     def summary(self) -> dict:
-        return {"top1": self.top1, "top5": self.top5, "num_videos": self.num_videos, "skipped": self.skipped}
+        return {"top1": self.top1, "top5": self.top5, "num_videos": self.num_videos,
+                "total_videos": self.total_videos, "skipped": self.skipped}
+
+    def coverage(self) -> str:
+        """'on N videos', or 'on N of M videos (K unreadable views left out)' when some were unreadable."""
+        if self.num_videos == self.total_videos and not self.skipped:
+            return f"on {self.num_videos} videos"
+        return (f"on {self.num_videos} of {self.total_videos} videos "
+                f"({self.skipped} unreadable views: their videos left out)")
 
 
 @torch.no_grad()
@@ -39,11 +51,12 @@ def evaluate(model: nn.Module, loader, class_names: List[str], device: torch.dev
     model.eval()
     views: Dict[tuple, np.ndarray] = {}
     labels: Dict[int, int] = {}
-    skipped = 0
+    skipped, lost = 0, set()
     mon = FiringRateMonitor(model) if monitor else contextlib.nullcontext()
     with mon:
         for batch in progress(loader, desc=desc, enabled=info.is_main):
             skipped += batch["skipped"]
+            lost.update(batch.get("unreadable", []))
             if "clip" not in batch:
                 continue
             clips = batch["clip"].to(device, non_blocking=True)
@@ -57,15 +70,25 @@ def evaluate(model: nn.Module, loader, class_names: List[str], device: torch.dev
                 views[(v, view)] = row
                 labels[v] = lab
     rates = mon.rates() if monitor else {}
-    gathered = all_gather_objects((views, labels, skipped, rates), info)
-    views, labels, skipped, all_rates = {}, {}, 0, []
-    for v, lab, s, r in gathered:
+    gathered = all_gather_objects((views, labels, skipped, lost, rates), info)
+    views, labels, skipped, lost, all_rates = {}, {}, 0, set(), []
+    for v, lab, s, gone, r in gathered:
         views.update(v)
         labels.update(lab)
         skipped += s
+        lost |= gone
         all_rates.append(r)
     rates = {k: float(np.mean([r[k] for r in all_rates if k in r])) for k in all_rates[0]} if all_rates else {}
-    return _metrics(views, labels, class_names, skipped, rates)
+    views = {key: row for key, row in views.items() if key[0] not in lost}
+    labels = {v: lab for v, lab in labels.items() if v not in lost}
+    result = _metrics(views, labels, class_names, skipped, rates)
+    result.total_videos = _num_videos(loader.dataset)
+    return result
+
+
+def _num_videos(dataset) -> int:
+    """Videos in an evaluation dataset (a `VideoClipDataset` has several views per video)."""
+    return len(dataset) // getattr(dataset, "views_per_video", 1)
 
 
 def _metrics(views, labels, class_names, skipped, rates) -> EvalResult:
