@@ -144,5 +144,9 @@ def test_gesture_layout_cutting_cache_and_errors(tmp_path, monkeypatch):
         f.write("class,startTime_usec,endTime_usec\n1,abc,7\n")
     with pytest.raises(DatasetLayoutError, match=r"user01_lab_labels.csv:2: expected"):
         read_labels(labels)
-    with pytest.raises(FileNotFoundError, match="trials_to_train.txt"):
-        gesture_samples(str(tmp_path), "train")
+    # The folder holding DvsGesture/ works as the root too; a folder holding neither is one clear error.
+    assert gesture_samples(str(tmp_path), "test") == test
+    assert DVSGesture(str(tmp_path), "test", num_frames=4, cache_dir=str(tmp_path / "cache")).root == root
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"neither .*empty nor .*empty/DvsGesture holds trials_to_train.txt"):
+        gesture_samples(str(tmp_path / "empty"), "train")

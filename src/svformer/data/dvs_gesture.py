@@ -62,11 +62,22 @@ def read_labels(csv_path: str) -> List[tuple]:
     return rows
 
 
-def gesture_samples(root: str, subset: str = "train") -> List[GestureSample]:
-    if subset not in ("train", "test"):
-        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+def gesture_root(root: str) -> str:
+    """The unpacked ``DvsGesture/`` folder: ``root`` itself, or ``root/DvsGesture`` when ``root`` holds it."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"DvsGesture folder not found: {root}")
+    for candidate in (root, os.path.join(root, "DvsGesture")):
+        if os.path.isfile(os.path.join(candidate, "trials_to_train.txt")):
+            return candidate
+    raise FileNotFoundError(f"DvsGesture trial lists not found: neither {root} nor {os.path.join(root, 'DvsGesture')} "
+                            f"holds trials_to_train.txt")
+
+
+def gesture_samples(root: str, subset: str = "train") -> List[GestureSample]:
+    """The samples of one subset; ``root`` is the unpacked ``DvsGesture/`` folder or the folder holding it."""
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    root = gesture_root(root)
     trials = os.path.join(root, f"trials_to_{subset}.txt")
     if not os.path.isfile(trials):
         raise FileNotFoundError(f"DvsGesture trial list not found: {trials}")
@@ -92,6 +103,7 @@ class DVSGesture(Dataset):
 
     def __init__(self, root: str, subset: str = "train", num_frames: int = 16, split_by: str = "number",
                  downsample: int = 1, cache_dir: Optional[str] = None, on_error: str = "skip"):
+        root = gesture_root(root)
         self.root, self.num_frames, self.split_by, self.downsample = root, num_frames, split_by, downsample
         self.samples = gesture_samples(root, subset)
         self.class_names = list(GESTURES)
