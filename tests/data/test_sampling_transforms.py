@@ -71,14 +71,14 @@ def test_train_transform_is_identical_across_frames(seed):
 
 def test_rand_augment_same_ops_for_all_frames_and_reproducible():
     ra = RandAugment(n=2, m=9, mstd=0.5)
-    clip = torch.rand(3, 1, 32, 32).repeat(1, 6, 1, 1)
+    clip = (torch.rand(3, 1, 32, 32) * 255).round().div(255).repeat(1, 6, 1, 1)  # 8-bit frames, as decoded
     changed = 0
     for seed in range(30):
         out = ra(clip, np.random.default_rng(seed))
         assert _same_across_frames(out)
         assert torch.equal(out, ra(clip, np.random.default_rng(seed)))
         changed += not torch.allclose(out, clip)
-    assert changed > 20  # it does augment
+    assert 15 <= changed <= 28  # it augments, but skips both ops a quarter of the time (each fires at p 0.5)
     assert parse_rand_augment("rand-m5-n2-mstd0.25") == {"m": 5.0, "n": 2, "mstd": 0.25}
     with pytest.raises(ValueError):
         parse_rand_augment("auto-m5")

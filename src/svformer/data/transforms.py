@@ -1,7 +1,7 @@
 """Clip transforms on (C, T, H, W) float tensors, identical across the frames of a clip.
 
-The training recipe is the authors' (PySlowFast, SVFORMER_SPEC.md section 3): RandAugment
-``rand-m5-n2-mstd0.25`` -> normalise (mean 0.45, std 0.225) -> RandomResizedCrop (scale 0.08-1,
+The training recipe is the authors' (PySlowFast): RandAugment ``rand-m5-n2-mstd0.25`` (`randaugment.py`)
+-> normalise (mean 0.45, std 0.225) -> RandomResizedCrop (scale 0.08-1,
 ratio 3/4-4/3) -> horizontal flip -> random erasing (p 0.25, per-pixel noise, the same box in every
 frame); then, per batch, mixup 0.8 / cutmix 1.0 with label smoothing 0.1 (`Mixup`). Testing resizes the
 short side to the crop size and takes the crop of the view's spatial index.
@@ -17,6 +17,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .randaugment import RandAugment
 
 MEAN = (0.45, 0.45, 0.45)
 STD = (0.225, 0.225, 0.225)
@@ -102,45 +104,6 @@ def random_erasing(clip: torch.Tensor, rng: np.random.Generator, p: float = 0.25
     return clip
 
 
-class RandAugment:
-    """``rand-m{m}-n{n}-mstd{mstd}`` on a clip, one op sequence and one magnitude for all its frames.
-
-    Uses kornia's RandAugment policy; timm's magnitude scale (0-10) maps to kornia's (0-30) by x3. The
-    magnitude is drawn per clip from N(m, mstd), clipped to [0, 10], as in timm.
-    """
-
-    def __init__(self, n: int = 2, m: float = 5.0, mstd: float = 0.25):
-        from kornia.augmentation.auto import RandAugment as KorniaRandAugment
-
-        self.n, self.m, self.mstd = n, m, mstd
-        self._aug = KorniaRandAugment(n=n, m=int(round(m * 3)))
-
-    @staticmethod
-    def _repeat(params, t: int):
-        from kornia.augmentation.container.params import ParamItem
-
-        if isinstance(params, ParamItem):
-            return ParamItem(params.name, RandAugment._repeat(params.data, t))
-        if isinstance(params, list):
-            return [RandAugment._repeat(p, t) for p in params]
-        if isinstance(params, dict):
-            return {k: RandAugment._repeat(v, t) for k, v in params.items()}
-        if isinstance(params, torch.Tensor) and params.dim() > 0 and params.shape[0] == 1:
-            return params.expand(t, *params.shape[1:]).clone()
-        return params
-
-    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """clip: (C, T, H, W) in [0, 1]."""
-        magnitude = float(np.clip(rng.normal(self.m, self.mstd), 0, 10)) if self.mstd > 0 else self.m
-        self._aug.m = magnitude * 3
-        frames = clip.transpose(0, 1)  # (T, C, H, W): frames as kornia's batch
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**31)))
-            params = self._aug.forward_parameters(torch.Size((1, *frames.shape[1:])))
-            out = self._aug(frames, params=self._repeat(params, frames.shape[0]))
-        return out.clamp_(0, 1).transpose(0, 1)
-
-
 class TrainTransform:
     """The authors' training augmentation for one clip: (C, T, H, W) in [0, 1] -> normalised crop."""
 
@@ -148,7 +111,8 @@ class TrainTransform:
                  scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True, mean=MEAN, std=STD):
         self.crop_size, self.erasing_p, self.scale, self.ratio, self.flip = crop_size, erasing_p, scale, ratio, flip
         self.mean, self.std = mean, std
-        self.rand_augment = RandAugment(**parse_rand_augment(rand_augment)) if rand_augment else None
+        fill = tuple(round(255 * m) for m in mean)  # the authors fill with the normalisation mean
+        self.rand_augment = RandAugment(**parse_rand_augment(rand_augment), fill=fill) if rand_augment else None
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         if self.rand_augment is not None:
