@@ -28,6 +28,16 @@ def _parse_overrides(items: List[str]) -> dict:
     return out
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def cmd_list_models(args) -> int:
     from .models import list_models
 
@@ -158,12 +168,15 @@ def cmd_test(args) -> int:
     try:
         state = load_checkpoint(args.checkpoint)
         cfg = load_config(None, args.set, base=state["config"])
+        # Testing reads the data as it is: it never writes a dataset (synthetic or not) nor the run's config.
+        cfg.data.synthetic = None
         cfg.output_dir = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
-        trainer = Trainer(cfg)
-        trainer.module.load_state_dict(state["model"])
+        trainer = Trainer(cfg, for_training=False)
+        trainer.load_weights(state, args.checkpoint)
         result = trainer.evaluate(trainer.data.test, "test")
     except (FileNotFoundError, ValueError, ConfigError) as e:
         raise SystemExit(f"svformer test: {e}")
+    os.makedirs(cfg.output_dir, exist_ok=True)
     from .engine.logger import plot_confusion
 
     plot = plot_confusion(result.confusion, trainer.data.class_names,
@@ -230,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="top-k classes of one video (or AEDAT file) with a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("input", help="a video file, or an .aedat recording for event models")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=_positive_int, default=5, help="classes to print (default 5)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="train svformer_tiny on synthetic motion videos on the CPU and report",
@@ -301,7 +314,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .runtime import tune_allocator
 
     tune_allocator()
-    return args.func(args)
+    name = " ".join(filter(None, [args.command, getattr(args, "data_command", None)]))
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        raise SystemExit(f"svformer {name}: interrupted") from None
+    except (ValueError, OSError, RuntimeError) as e:
+        # What users cause (bad files, values, folders, a diverged run, a full disk) ends in one line that
+        # names the thing; these errors all say what went wrong and where. Other exceptions are bugs.
+        from .data.video import VideoError
+        from .engine.runlock import RunFolderInUse
+
+        if isinstance(e, RuntimeError) and not isinstance(e, (VideoError, RunFolderInUse)):
+            raise
+        raise SystemExit(f"svformer {name}: {e}") from None
 
 
 if __name__ == "__main__":

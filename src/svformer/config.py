@@ -4,8 +4,8 @@
     cfg.optim.lr  -> 0.003
 
 Unknown keys (in a file or an override) are errors that name the key and list the valid ones; values
-are checked against the field's type. `to_dict` gives the resolved config, which the engine saves in
-the run folder and in every checkpoint.
+are checked against the field's type and then against their range (`validate`). `to_dict` gives the
+resolved config, which the engine saves in the run folder and in every checkpoint.
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class DataConfig:
     on_error: str = "skip"            # an unreadable sample: 'skip' (warn and count, in every split) or 'raise'
     split_by: str = "number"          # DVS frames: 'number' or 'time'
     downsample: int = 1               # DVS: 128 / downsample pixels
+    cache_dir: Optional[str] = None   # DVS: cut samples cached here (default ~/.cache/svformer/events/...)
     synthetic: Optional[str] = None   # 'video' or 'events': write the synthetic dataset to root first
     synthetic_size: int = 64
     synthetic_frames: int = 32
@@ -133,6 +134,12 @@ def _type_ok(value, tp) -> Tuple[bool, Any]:
         return isinstance(value, list), value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return True, float(value)
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads 3e-3 (no dot, unsigned exponent) as a string; people type it as a number
+        try:
+            return True, float(value)
+        except ValueError:
+            return False, value
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return True, value
     if tp in (str, bool):
@@ -214,9 +221,61 @@ def load_config(source: Optional[str] = None, overrides: Optional[List[str]] = N
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         patch: dict = {}
-        _set_dotted(patch, key.strip(), yaml.safe_load(value))
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: invalid value ({str(e).splitlines()[0]})") from None
+        _set_dotted(patch, key.strip(), parsed)
         data = _merge(data, patch)
-    return _build(TrainConfig, data, "")
+    return validate(_build(TrainConfig, data, ""))
+
+
+# (dotted key, test, what it must be)
+_RULES = [
+    ("optim.epochs", lambda v: v >= 1, "at least 1"),
+    ("optim.batch_size", lambda v: v >= 1, "at least 1"),
+    ("optim.lr", lambda v: v > 0, "positive"),
+    ("optim.warmup_epochs", lambda v: v >= 0, "0 or more"),
+    ("optim.weight_decay", lambda v: v >= 0, "0 or more"),
+    ("optim.clip_grad", lambda v: v is None or v > 0, "positive or null"),
+    ("eval_every", lambda v: v >= 1, "at least 1 (epochs between validation passes)"),
+    ("checkpoint_every", lambda v: v >= 1, "at least 1 (epochs between numbered checkpoints)"),
+    ("threads", lambda v: v is None or v >= 1, "at least 1 or null"),
+    ("max_train_minutes", lambda v: v is None or v >= 0, "0 or more, or null"),
+    ("data.num_frames", lambda v: v >= 1, "at least 1"),
+    ("data.sampling_rate", lambda v: v >= 1, "at least 1"),
+    ("data.crop_size", lambda v: v >= 1, "at least 1"),
+    ("data.split", lambda v: v >= 1, "at least 1"),
+    ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data.test_clips", lambda v: v >= 1, "at least 1"),
+    ("data.test_crops", lambda v: v in (1, 3), "1 or 3"),
+    ("data.num_workers", lambda v: v >= 0, "0 or more"),
+    ("data.downsample", lambda v: v >= 1, "at least 1"),
+    ("data.on_error", lambda v: v in ("skip", "raise"), "'skip' or 'raise'"),
+    ("data.split_by", lambda v: v in ("number", "time"), "'number' or 'time'"),
+    ("aug.erasing_p", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("aug.mixup_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("aug.repeats", lambda v: v >= 1, "at least 1"),
+    ("aug.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+]
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check every value against its range; raise `ConfigError` naming the first key out of range."""
+    for dotted, ok, what in _RULES:
+        node = cfg
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        if not ok(node):
+            raise ConfigError(f"config key {dotted!r} must be {what}, got {node!r}")
+    if cfg.aug.rand_augment:
+        from .data.transforms import parse_rand_augment
+
+        try:
+            parse_rand_augment(cfg.aug.rand_augment)
+        except ValueError as e:
+            raise ConfigError(f"config key 'aug.rand_augment': {e}") from None
+    return cfg
 
 
 def to_dict(cfg) -> dict:
@@ -233,11 +292,11 @@ def to_dict(cfg) -> dict:
 
 
 def from_dict(data: dict) -> TrainConfig:
-    return _build(TrainConfig, data, "")
+    return validate(_build(TrainConfig, data, ""))
 
 
 def save_config(cfg: TrainConfig, path: str) -> None:
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
     os.replace(tmp, path)

@@ -123,8 +123,12 @@ def test_csv_and_folder(tmp_path):
     for c in ["jump", "run"]:
         (tmp_path / "tree" / "train" / c).mkdir(parents=True)
         write_video(tmp_path / "tree" / "train" / c / "a.mp4", frames)
+    (tmp_path / "tree" / "test" / "run").mkdir(parents=True)
+    write_video(tmp_path / "tree" / "test" / "run" / "b.mp4", frames)
     samples, names = video_samples("folder", str(tmp_path / "tree"), subset="train")
     assert names == ["jump", "run"] and [s.label for s in samples] == [0, 1]
+    samples, names = video_samples("folder", str(tmp_path / "tree"), subset="test")
+    assert names == ["jump", "run"] and [s.label for s in samples] == [1]  # named by the training classes
     csv_root = tmp_path / "lists"
     csv_root.mkdir()
     (csv_root / "train.csv").write_text("../tree/train/jump/a.mp4 0\n../tree/train/run/a.mp4 1\n")

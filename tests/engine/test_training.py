@@ -107,8 +107,9 @@ def test_cli_errors(tmp_path):
         main(["train", "demo", "optim.lrr=1"])
     with pytest.raises(SystemExit, match="checkpoint not found"):
         main(["test", str(tmp_path / "missing.pt")])
+    (tmp_path / "x.avi").write_bytes(b"")
     with pytest.raises(SystemExit, match="checkpoint not found"):
-        main(["predict", str(tmp_path / "missing.pt"), "x.avi"])
+        main(["predict", str(tmp_path / "missing.pt"), str(tmp_path / "x.avi")])
     bad = tmp_path / "bad.pt"
     torch.save({"weights": 1}, bad)
     with pytest.raises(SystemExit, match="not an svformer training checkpoint"):

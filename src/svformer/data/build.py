@@ -16,8 +16,9 @@ def video_samples(name: str, root: str, split: int = 1, subset: str = "train") -
     """(samples, class_names) of a video dataset.
 
     ``csv``: ``root`` is a folder with ``train.csv`` / ``test.csv`` (the authors' lists; paths relative
-    to the folder's ``videos/`` if present, else to the folder); ``folder``: ``root/<subset>/<class>/*``
-    when ``root/<subset>`` exists, else ``root/<class>/*``.
+    to the folder's ``videos/`` if present, else to the folder); ``folder``: ``root/train/<class>/*`` and
+    ``root/test/<class>/*``. Test labels are checked against the training list's classes. A folder
+    without ``train/`` and ``test/`` is refused: testing on the training videos would report a lie.
     """
     if name == "ucf101":
         return lists.ucf101(root, split, subset)
@@ -27,8 +28,16 @@ def video_samples(name: str, root: str, split: int = 1, subset: str = "train") -
         return lists.ntu60(root, name.split("_")[1], subset)
     if name == "csv":
         prefix = os.path.join(root, "videos") if os.path.isdir(os.path.join(root, "videos")) else root
-        return lists.csv_list(os.path.join(root, f"{subset}.csv"), prefix)
+        names = None
+        if subset != "train":
+            names = lists.csv_list(os.path.join(root, "train.csv"), prefix, check_files=False)[1]
+        return lists.csv_list(os.path.join(root, f"{subset}.csv"), prefix, names)
     if name == "folder":
-        sub = os.path.join(root, subset)
-        return lists.folder(sub if os.path.isdir(sub) else root)
+        if not all(os.path.isdir(os.path.join(root, s)) for s in ("train", "test")):
+            lists._require_dir(root, "video folder")
+            raise lists.DatasetLayoutError(
+                f"{root}: a folder dataset needs train/<class>/ and test/<class>/ subfolders (without them the "
+                f"test would score the training videos); move some videos of each class into test/")
+        names = None if subset == "train" else lists.folder(os.path.join(root, "train"))[1]
+        return lists.folder(os.path.join(root, subset), names)
     raise ValueError(f"unknown video dataset {name!r}; choose one of {', '.join(VIDEO_DATASETS)}")

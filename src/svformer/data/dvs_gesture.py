@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .events import AedatError, events_to_frames, read_aedat31, video_to_events, write_aedat31
-from .lists import DatasetLayoutError
+from .lists import DatasetLayoutError, text_lines
 from .video_dataset import unreadable
 
 GESTURES = ("hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise",
@@ -44,22 +44,27 @@ def read_labels(csv_path: str) -> List[tuple]:
     if not os.path.isfile(csv_path):
         raise FileNotFoundError(f"labels file not found: {csv_path}")
     rows = []
-    with open(csv_path) as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or (number == 1 and line.startswith("class")):
-                continue
-            parts = line.split(",")
-            try:
-                cls, start, end = (int(p) for p in parts)
-            except ValueError:
-                raise DatasetLayoutError(f"{csv_path}:{number}: expected 'class,startTime_usec,endTime_usec' "
-                                         f"integers, got {line!r}") from None
-            if not 1 <= cls <= len(GESTURES) or end <= start:
-                raise DatasetLayoutError(f"{csv_path}:{number}: class must be 1..{len(GESTURES)} and end > start, "
-                                         f"got {line!r}")
-            rows.append((cls - 1, start, end))
+    for number, line in text_lines(csv_path):
+        if number == 1 and line.startswith("class"):
+            continue
+        parts = line.split(",")
+        try:
+            cls, start, end = (int(p) for p in parts)
+        except ValueError:
+            raise DatasetLayoutError(f"{csv_path}:{number}: expected 'class,startTime_usec,endTime_usec' "
+                                     f"integers, got {line!r}") from None
+        if not 1 <= cls <= len(GESTURES) or end <= start:
+            raise DatasetLayoutError(f"{csv_path}:{number}: class must be 1..{len(GESTURES)} and end > start, "
+                                     f"got {line!r}")
+        rows.append((cls - 1, start, end))
     return rows
+
+
+def default_cache_dir(root: str) -> str:
+    """``$XDG_CACHE_HOME/svformer/events/<hash of the dataset's path>`` (``~/.cache`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:16]
+    return os.path.join(base, "svformer", "events", key)
 
 
 def gesture_root(root: str) -> str:
@@ -107,7 +112,8 @@ class DVSGesture(Dataset):
         self.root, self.num_frames, self.split_by, self.downsample = root, num_frames, split_by, downsample
         self.samples = gesture_samples(root, subset)
         self.class_names = list(GESTURES)
-        self.cache_dir = cache_dir or os.path.join(root, ".svformer_cache")
+        # Never inside the dataset: a data root is the user's, and may be read-only or shared.
+        self.cache_dir = cache_dir or default_cache_dir(root)
         self.on_error = on_error
         self.train = subset == "train"
 
@@ -160,10 +166,14 @@ def write_synthetic_gesture(root: str, users_train: int = 3, users_test: int = 1
     """Write an event dataset in the DvsGesture layout: each ``userNN_<lighting>.aedat`` holds one
     synthetic motion clip per class (the motion classes of `synthetic.CLASSES`, mapped to labels
     0..num_classes-1), rendered at 128x128 and turned into events by `events.video_to_events`, with
-    its ``_labels.csv`` and the trial lists."""
-    from .synthetic import render_for_events
+    its ``_labels.csv`` and the trial lists. Skips work when ``root`` already holds this dataset; never
+    writes into a folder holding anything else (`synthetic.claim_root`)."""
+    from .synthetic import claim_root, finish_root, render_for_events
 
-    os.makedirs(root, exist_ok=True)
+    signature = (f"events|users={users_train}+{users_test}|{','.join(lightings)}|x{samples_per_class}|"
+                 f"classes={num_classes}|frames={frames_per_sample}@{fps}|seed={seed}")
+    if claim_root(root, signature):
+        return root
     rng = np.random.default_rng(seed)
     lists = {"train": [], "test": []}
     for user in range(1, users_train + users_test + 1):
@@ -186,4 +196,5 @@ def write_synthetic_gesture(root: str, users_train: int = 3, users_test: int = 1
     for subset, names in lists.items():
         with open(os.path.join(root, f"trials_to_{subset}.txt"), "w") as f:
             f.writelines(n + "\n" for n in names)
+    finish_root(root, signature)
     return root

@@ -2,7 +2,7 @@
 
 Each reader returns ``(samples, class_names)`` where a sample is a `VideoSample(path, label, group)`;
 ``group`` identifies clips that must stay on the same side of a train/validation split (UCF101's
-actor/background group, NTU's performer), or None. Layouts: shared/DATA_FORMATS.md.
+actor/background group, NTU's performer), or None. Layouts: docs/data.md.
 
 Every problem (missing folder, missing split file, malformed line, listed video absent) raises an error
 naming the file and, for list files, the line number.
@@ -42,12 +42,20 @@ def _require_file(path: str, what: str) -> str:
     return path
 
 
-def _lines(path: str):
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
+def text_lines(path: str):
+    """(line number, stripped line) of every non-blank line of a UTF-8 text file (a BOM is allowed); a
+    line that is not UTF-8 raises `DatasetLayoutError` naming the file and line."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
+            except UnicodeDecodeError as e:
+                raise DatasetLayoutError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                         f"{e.start + 1}); save the list as UTF-8") from None
             if line:
                 yield number, line
+
+
 
 
 def _check_exists(samples: List[VideoSample], list_file: str, line_of: dict) -> None:
@@ -78,7 +86,7 @@ def ucf101(root: str, split: int = 1, subset: str = "train", check_files: bool =
                          "UCF101 split folder")
     class_file = _require_file(os.path.join(lists, "classInd.txt"), "UCF101 class index")
     classes = {}
-    for number, line in _lines(class_file):
+    for number, line in text_lines(class_file):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise DatasetLayoutError(f"{class_file}:{number}: expected '<id> <ClassName>', got {line!r}")
@@ -86,7 +94,7 @@ def ucf101(root: str, split: int = 1, subset: str = "train", check_files: bool =
     names = [n for n, _ in sorted(classes.items(), key=lambda kv: kv[1])]
     list_file = _require_file(os.path.join(lists, f"{subset}list0{split}.txt"), f"UCF101 {subset} list")
     samples, line_of = [], {}
-    for number, line in _lines(list_file):
+    for number, line in text_lines(list_file):
         rel = line.split()[0]
         cls = rel.split("/")[0]
         if cls not in classes:
@@ -118,7 +126,7 @@ def hmdb51(root: str, split: int = 1, subset: str = "train", check_files: bool =
     samples, line_of = [], {}
     for label, (name, f) in enumerate(zip(names, files)):
         list_file = os.path.join(lists, f)
-        for number, line in _lines(list_file):
+        for number, line in text_lines(list_file):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise DatasetLayoutError(f"{list_file}:{number}: expected '<video>.avi 0|1|2', got {line!r}")
@@ -165,39 +173,75 @@ def ntu60(root: str, protocol: str = "xsub", subset: str = "train"):
 
 # ---------------------------------------------------------------------------------- CSV list and folders
 
+# A list line: the path (anything, spaces and commas included), then a space, tab or comma, then the label.
+_LIST_LINE = re.compile(r"^(?P<path>.+?)[\s,]+(?P<label>-?\d+)$")
+
+
 def csv_list(list_file: str, prefix: str = "", class_names: Optional[Sequence[str]] = None,
              check_files: bool = True):
-    """PySlowFast / authors' list: lines ``path label`` (0-based), paths relative to ``prefix``."""
+    """PySlowFast / authors' list: lines ``path label`` (0-based), paths relative to ``prefix``.
+
+    The path is everything before the last separator (space, tab or comma), so paths may hold spaces and
+    commas. Without ``class_names`` (a training list) the labels must number the classes 0..K-1 with
+    none missing; with them (a test list, named by its training list's classes) every label must be
+    one of them.
+    """
     _require_file(list_file, "video list")
     samples, line_of = [], {}
-    for number, line in _lines(list_file):
-        parts = line.replace(",", " ").split()
-        if len(parts) < 2 or not parts[-1].lstrip("-").isdigit() or int(parts[-1]) < 0:
+    for number, line in text_lines(list_file):
+        m = _LIST_LINE.match(line)
+        if not m or int(m["label"]) < 0:
             raise DatasetLayoutError(f"{list_file}:{number}: expected '<path> <label>' with a label >= 0, "
                                      f"got {line!r}")
-        path = os.path.join(prefix, " ".join(parts[:-1]))
-        samples.append(VideoSample(path, int(parts[-1]), None))
+        label = int(m["label"])
+        if class_names is not None and label >= len(class_names):
+            raise DatasetLayoutError(f"{list_file}:{number}: label {label} is not one of the {len(class_names)} "
+                                     f"classes of the training list (0..{len(class_names) - 1})")
+        path = os.path.join(prefix, m["path"])
+        samples.append(VideoSample(path, label, None))
         line_of[path] = number
     if not samples:
         raise DatasetLayoutError(f"{list_file}: the list is empty")
+    if class_names is None:
+        present = {s.label for s in samples}
+        n = max(present) + 1
+        if len(present) != n:
+            missing = min(set(range(n)) - present)
+            raise DatasetLayoutError(f"{list_file}: labels go up to {n - 1} but only {len(present)} classes appear "
+                                     f"(no sample of class {missing}); labels must number the classes 0..K-1")
+        class_names = [str(i) for i in range(n)]
     if check_files:
         _check_exists(samples, list_file, line_of)
-    n = max(s.label for s in samples) + 1
-    names = list(class_names) if class_names else [str(i) for i in range(n)]
-    if len(names) < n:
-        raise DatasetLayoutError(f"{list_file}: labels go up to {n - 1} but only {len(names)} class names given")
-    return samples, names
+    return samples, list(class_names)
 
 
-def folder(root: str):
-    """A class-per-folder tree: ``root/<class>/<video>``; classes sorted by name."""
+def folder(root: str, class_names: Optional[Sequence[str]] = None):
+    """A class-per-folder tree: ``root/<class>/<video>``; classes sorted by name.
+
+    A class is a folder holding at least one video file; a link back into the tree (a symlink loop) is
+    not a class. With ``class_names`` (a test folder, named by its training folder's classes) every
+    class folder must be one of them.
+    """
     _require_dir(root, "video folder")
-    names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    samples = [VideoSample(os.path.join(root, c, f), label, None)
-               for label, c in enumerate(names) for f in sorted(os.listdir(os.path.join(root, c)))
-               if f.lower().endswith(VIDEO_EXTENSIONS)]
-    if not samples:
+    top = os.path.realpath(root)
+    found = {}
+    for d in sorted(os.listdir(root)):
+        path = os.path.join(root, d)
+        real = os.path.realpath(path)
+        if not os.path.isdir(path) or top == real or top.startswith(real + os.sep):
+            continue
+        videos = sorted(f for f in os.listdir(path) if f.lower().endswith(VIDEO_EXTENSIONS)
+                        and os.path.isfile(os.path.join(path, f)))
+        if videos:
+            found[d] = videos
+    if not found:
         raise DatasetLayoutError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in class folders under {root}")
+    names = list(class_names) if class_names is not None else sorted(found)
+    unknown = sorted(set(found) - set(names))
+    if unknown:
+        raise DatasetLayoutError(f"{root}: class folder(s) {', '.join(unknown)} are not classes of the training "
+                                 f"folder ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+    samples = [VideoSample(os.path.join(root, c, f), names.index(c), None) for c in sorted(found) for f in found[c]]
     return samples, names
 
 

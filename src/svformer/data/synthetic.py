@@ -26,6 +26,59 @@ CLASSES = ("TranslateRight", "TranslateLeft", "TranslateUp", "TranslateDown", "T
 EXTRA_CLASSES = ("Spin", "Pulse")
 # Bump when the renderer changes, so cached datasets are rewritten.
 GENERATOR_VERSION = 7
+MARKER = ".svformer_synthetic"  # {"signature": ..., "complete": bool}: this folder is a dataset svformer wrote
+
+
+class SyntheticRootError(ValueError):
+    """A folder the synthetic dataset may not be written into."""
+
+
+def claim_root(root: str, signature: str) -> bool:
+    """Decide whether the synthetic dataset ``signature`` may be written into ``root``.
+
+    Returns True when ``root`` already holds it complete (nothing to write), False when it may be
+    written (a new or empty folder, or one svformer left half-written). Raises `SyntheticRootError` for
+    a folder holding anything else: files svformer did not write (a user's dataset), or a complete
+    synthetic dataset of another configuration or seed, which a running job may be reading.
+    """
+    import json
+
+    marker = os.path.join(root, MARKER)
+    if os.path.isfile(marker):
+        try:
+            with open(marker) as f:
+                mine = json.load(f)
+        except (OSError, ValueError):
+            mine = {}
+        if mine.get("signature") == signature and mine.get("complete"):
+            return True
+        if mine.get("complete"):
+            raise SyntheticRootError(f"{root} holds a synthetic dataset of another configuration or seed "
+                                     f"({mine.get('signature')}); svformer does not rewrite it (a run may be "
+                                     f"reading it): remove the folder or choose another data.root")
+    elif os.path.isdir(root) and os.listdir(root):
+        legacy = os.path.join(root, ".complete")  # datasets written before the marker existed
+        if not (os.path.isfile(legacy) and open(legacy).read() == signature):
+            raise SyntheticRootError(f"{root} holds files svformer did not write; the synthetic dataset is only "
+                                     f"written into a new or empty folder (choose another data.root)")
+        return True
+    os.makedirs(root, exist_ok=True)
+    _write_marker(marker, signature, complete=False)
+    return False
+
+
+def finish_root(root: str, signature: str) -> None:
+    """Mark the synthetic dataset in ``root`` complete (after its last file)."""
+    _write_marker(os.path.join(root, MARKER), signature, complete=True)
+
+
+def _write_marker(path: str, signature: str, complete: bool) -> None:
+    import json
+
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"signature": signature, "complete": complete}, f)
+    os.replace(tmp, path)
 # Contrast of the background texture (0-255 scale); low, so that the object's motion dominates.
 BG = 20.0
 SHAPES = ("disc", "square", "triangle", "cross")
@@ -141,13 +194,13 @@ def render(label: int | str, rng: np.random.Generator, size: int = 64, num_frame
 def write_ucf_layout(root: str, config: SynthConfig = SynthConfig(), seed: int = 0, progress: bool = False) -> str:
     """Write the synthetic dataset under ``root`` in the UCF101 layout; returns ``root``.
 
-    Skips work when ``root/.complete`` records the same config and seed (a cache for the demo).
+    Skips work when ``root`` already holds this config and seed (a cache for the demo); never writes
+    into a folder holding anything else (`claim_root`).
     """
     from .video import write_video
 
-    stamp = os.path.join(root, ".complete")
     signature = f"{config}|seed={seed}|v{GENERATOR_VERSION}"
-    if os.path.isfile(stamp) and open(stamp).read() == signature:
+    if claim_root(root, signature):
         return root
     videos = os.path.join(root, "UCF-101")
     lists = os.path.join(root, "ucfTrainTestlist")
@@ -177,8 +230,7 @@ def write_ucf_layout(root: str, config: SynthConfig = SynthConfig(), seed: int =
         f.writelines(f"{rel} {label + 1}\r\n" for rel, label in train)
     with open(os.path.join(lists, "testlist01.txt"), "w") as f:
         f.writelines(f"{rel}\r\n" for rel, _ in test)
-    with open(stamp, "w") as f:
-        f.write(signature)
+    finish_root(root, signature)
     return root
 
 

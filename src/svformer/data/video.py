@@ -109,6 +109,10 @@ class VideoReader:
         if not self._container.streams.video:
             self._container.close()
             raise VideoError(f"{self.path}: the file has no video stream")
+        fmt = self._container.format.name
+        if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg reads a PNG or JPEG as a one-frame stream
+            self._container.close()
+            raise VideoError(f"{self.path}: this is an image ({fmt.replace('_pipe', '').upper()}), not a video")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         try:

@@ -39,8 +39,7 @@ def prepare_synthetic(cfg: TrainConfig, progress: bool = False) -> None:
     elif d.synthetic == "events":
         from ..data.dvs_gesture import write_synthetic_gesture
 
-        if not os.path.isfile(os.path.join(d.root, "trials_to_test.txt")):
-            write_synthetic_gesture(d.root, seed=cfg.seed)
+        write_synthetic_gesture(d.root, seed=cfg.seed)
     elif d.synthetic is not None:
         raise ValueError(f"data.synthetic must be 'video', 'events' or null, got {d.synthetic!r}")
 
@@ -69,7 +68,8 @@ def _gesture(cfg: TrainConfig) -> Datasets:
     from ..data.dvs_gesture import DVSGesture
 
     d = cfg.data
-    kw = dict(num_frames=d.num_frames, split_by=d.split_by, downsample=d.downsample, on_error=d.on_error)
+    kw = dict(num_frames=d.num_frames, split_by=d.split_by, downsample=d.downsample, on_error=d.on_error,
+              cache_dir=d.cache_dir)
     train = DVSGesture(d.root, "train", **kw)
     test = DVSGesture(d.root, "test", **kw)
     val = None

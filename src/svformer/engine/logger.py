@@ -1,9 +1,15 @@
-"""Per-run metrics: JSON lines and CSV (plus TensorBoard when installed), and the end-of-run plots."""
+"""Per-run metrics: JSON lines and CSV (plus TensorBoard when installed), and the end-of-run plots.
+
+``metrics.jsonl`` holds one row per finished epoch. A run killed while appending may leave a cut-off
+last line: reading drops it (with a warning); any other damaged line is an error naming the file and
+line. A resumed run first drops the rows of epochs its checkpoint does not hold, so no epoch appears
+twice."""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import warnings
 from typing import Dict, List
 
 import numpy as np
@@ -30,25 +36,50 @@ class MetricsLogger:
             return
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(record) + "\n")
-        rows = self.read()
-        keys = sorted({k for r in rows for k in r})
-        tmp = f"{self.csv}.tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.csv)
+        self._write_csv(self.read())
         if self._tb is not None:
             step = record.get("epoch", 0)
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "epoch":
                     self._tb.add_scalar(k, v, step)
 
+    def _write_csv(self, rows: List[Dict]) -> None:
+        keys = sorted({k for r in rows for k in r})
+        tmp = f"{self.csv}.{os.getpid()}.tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.csv)
+
     def read(self) -> List[Dict]:
         if not os.path.isfile(self.jsonl):
             return []
-        with open(self.jsonl) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        with open(self.jsonl, encoding="utf-8", errors="replace") as f:
+            lines = f.read().split("\n")
+        rows = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines):  # no newline after it: a write the run did not finish
+                    warnings.warn(f"{self.jsonl}:{number}: dropping a cut-off last line", RuntimeWarning, stacklevel=2)
+                    continue
+                raise ValueError(f"{self.jsonl}:{number}: not a JSON record: {line[:60]!r}") from None
+        return rows
+
+    def truncate(self, epoch: int) -> None:
+        """Keep only the rows of epochs up to ``epoch`` (what a resumed checkpoint holds)."""
+        if not self.enabled or not os.path.isfile(self.jsonl):
+            return
+        rows = [r for r in self.read() if r.get("epoch", 0) <= epoch]
+        tmp = f"{self.jsonl}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        os.replace(tmp, self.jsonl)
+        self._write_csv(rows)
 
 
 

@@ -28,9 +28,13 @@ def load_trained(checkpoint: str, device: str = "cpu"):
 def predict_file(checkpoint: str, path: str, topk: int = 5, device: str = "cpu") -> List[Tuple[str, float]]:
     """Top-k (class, probability) for one file: a video through the config's test views (logits summed),
     or an AEDAT 3.1 recording (all its events as one sample)."""
-    model, cfg, names = load_trained(checkpoint, device)
+    if topk < 1:
+        raise ValueError(f"topk must be at least 1, got {topk}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; give one video file (svformer test evaluates a dataset)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"input file not found: {path}")
+    model, cfg, names = load_trained(checkpoint, device)
     if path.lower().endswith(".aedat"):
         from ..data.events import events_to_frames, read_aedat31
 

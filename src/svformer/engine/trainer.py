@@ -8,6 +8,10 @@ float16 with a GradScaler on CUDA), gradient clipping by norm, AdamW. Per epoch:
 a numbered checkpoint every ``checkpoint_every`` epochs, validation on the held-out part of the training
 list every ``eval_every`` epochs with ``best.pt`` kept on validation top-1, one metrics record. At the end:
 multi-view test of the best (or last) weights, firing rates, plots. Only rank 0 writes files.
+
+A training run holds its run folder's lock (`RunLock`) until `close()`; a run whose loss or weights stop
+being finite ends with `TrainingDiverged`, naming the last good checkpoint, and never overwrites it.
+A `Trainer(cfg, for_training=False)` (``svformer test``) writes nothing at all when built.
 """
 from __future__ import annotations
 
@@ -25,14 +29,23 @@ from ..config import TrainConfig, from_dict, save_config, to_dict
 from ..data.transforms import Mixup, one_hot
 from ..models import create_model
 from .amp import autocast
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import describe_non_finite, load_checkpoint, non_finite, rng_state, save_checkpoint, set_rng_state
 from .data import Datasets, build_datasets, make_loader, prepare_synthetic
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from .evaluate import EvalResult, evaluate
 from .logger import MetricsLogger, plot_confusion, plot_training
 from .optim import build_optimizer, soft_cross_entropy
 from .progress import interactive, progress
+from .runlock import RunLock
 from .schedule import lr_at
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights became NaN or infinite; nothing after the last good checkpoint was saved."""
+
+
+RESERVED_MODEL_KWARGS = {"num_classes": "the data's class count", "in_chans": "the data's channels",
+                         "num_frames": "data.num_frames", "img_size": "data.crop_size"}
 
 
 def pick_device(spec: str, info: DistInfo) -> torch.device:
@@ -47,9 +60,16 @@ def pick_device(spec: str, info: DistInfo) -> torch.device:
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, img_size: int) -> nn.Module:
+    reserved = sorted(set(cfg.model.kwargs) & set(RESERVED_MODEL_KWARGS))
+    if reserved:
+        raise ValueError(f"model.kwargs may not set {', '.join(reserved)}: it comes from "
+                         f"{', '.join(RESERVED_MODEL_KWARGS[k] for k in reserved)}")
     kwargs = dict(num_classes=num_classes, in_chans=in_chans, num_frames=cfg.data.num_frames, img_size=img_size)
     kwargs.update(cfg.model.kwargs)
-    return create_model(cfg.model.name, **kwargs)
+    try:
+        return create_model(cfg.model.name, **kwargs)
+    except TypeError as e:  # an argument the model does not take
+        raise ValueError(f"model.kwargs for {cfg.model.name}: {e}") from None
 
 
 def train_step(model: nn.Module, optimizer, clips: torch.Tensor, targets: torch.Tensor, clip_grad: Optional[float],
@@ -75,7 +95,7 @@ def train_step(model: nn.Module, optimizer, clips: torch.Tensor, targets: torch.
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: Optional[str] = None):
+    def __init__(self, cfg: TrainConfig, resume: Optional[str] = None, for_training: bool = True):
         self.cfg = cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -83,8 +103,15 @@ class Trainer:
         self.info = init_distributed(probe.type)
         self.device = pick_device(cfg.device, self.info)
         self.run_dir = cfg.output_dir
-        if self.info.is_main:
-            os.makedirs(os.path.join(self.run_dir, "plots"), exist_ok=True)
+        self.lock = None
+        if self.info.is_main and for_training:
+            if os.path.exists(self.run_dir) and not os.path.isdir(self.run_dir):
+                raise ValueError(f"output_dir {self.run_dir} is a file, not a folder")
+            try:
+                self.lock = RunLock(self.run_dir).acquire()
+                os.makedirs(os.path.join(self.run_dir, "plots"), exist_ok=True)
+            except OSError as e:
+                raise ValueError(f"output_dir {self.run_dir}: cannot write there ({e.strerror or e})") from None
             prepare_synthetic(cfg, progress=interactive())
             save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
         barrier(self.info)
@@ -108,11 +135,14 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and self.device.type == "cuda" else None
         self.mixup = (Mixup(len(self.data.class_names), cfg.aug.mixup_alpha, cfg.aug.cutmix_alpha, cfg.aug.mixup_prob,
                             cfg.aug.switch_prob, cfg.aug.label_smoothing) if cfg.aug.mixup_prob > 0 else None)
-        self.logger = MetricsLogger(self.run_dir, self.info.is_main)
+        self.logger = MetricsLogger(self.run_dir, self.info.is_main and for_training)
         self.start_epoch, self.iteration, self.best_top1 = 0, 0, -1.0
         self.train_seconds = 0.0
+        self.last_good = None  # (path, epoch) of the newest checkpoint this run can go back to
         if resume:
             self._resume(resume)
+            self.last_good = (resume, self.start_epoch)
+            self.logger.truncate(self.start_epoch)  # rows of epochs the checkpoint does not hold
         if cfg.optim.batch_size % self.info.world_size:
             raise ValueError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by the {self.info.world_size} "
                              f"processes")
@@ -130,13 +160,37 @@ class Trainer:
         if self.info.is_main:
             save_checkpoint(os.path.join(self.run_dir, name), self._state(epoch))
 
+    def close(self) -> None:
+        """Release the run folder (the lock a training run holds)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __del__(self):
+        self.close()
+
+    def load_weights(self, state: dict, path: str) -> None:
+        """The model weights of a checkpoint ``state`` read from ``path``, checked against the data."""
+        names = list(state.get("class_names", []))
+        if names and names != list(self.data.class_names):
+            raise ValueError(f"{path} was trained on {len(names)} classes ({', '.join(names[:3])}, ...) but the data at "
+                             f"{self.cfg.data.root} has {len(self.data.class_names)} "
+                             f"({', '.join(self.data.class_names[:3])}, ...)")
+        self.module.load_state_dict(state["model"])
+
+    def _diverged(self, what: str, epoch: int) -> TrainingDiverged:
+        good = (f"the last good checkpoint is {self.last_good[0]} (epoch {self.last_good[1]})" if self.last_good
+                else "no checkpoint was written yet")
+        return TrainingDiverged(f"training diverged in epoch {epoch + 1}: {what}; nothing of it was saved, {good}; "
+                                f"lower optim.lr or set optim.clip_grad")
+
     def _resume(self, path: str) -> None:
         state = load_checkpoint(path)
         saved = from_dict(state["config"])
         if to_dict(saved.model) != to_dict(self.cfg.model) or saved.data.num_frames != self.cfg.data.num_frames:
             raise ValueError(f"{path} was written by a run with another model ({saved.model.name}, "
                              f"{saved.model.kwargs}, T={saved.data.num_frames})")
-        self.module.load_state_dict(state["model"])
+        self.load_weights(state, path)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -173,8 +227,7 @@ class Trainer:
             loss = train_step(self.model, self.optimizer, clips, targets.to(self.device), cfg.optim.clip_grad,
                               self.device, cfg.amp, self.scaler)
             if not math.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}, iteration {i}; lower optim.lr "
-                                         f"or enable gradient clipping")
+                raise self._diverged(f"the loss is {loss} at iteration {i}", epoch)
             losses.append(loss)
             self.iteration += 1
             if hasattr(bar, "set_postfix"):
@@ -196,6 +249,9 @@ class Trainer:
         for epoch in range(self.start_epoch, cfg.optim.epochs):
             start = time.perf_counter()
             record = {"epoch": epoch + 1, **self.train_one_epoch(epoch)}
+            bad = non_finite({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()})
+            if bad:  # a finite loss can hide exploded weights: check them before anything is saved
+                raise self._diverged(describe_non_finite(bad), epoch)
             self.train_seconds += time.perf_counter() - start
             record["train_seconds"] = self.train_seconds
             last = epoch + 1 == cfg.optim.epochs or (budget is not None and self.train_seconds >= budget)
@@ -213,6 +269,7 @@ class Trainer:
                       + (f", {record['skipped']} unreadable samples skipped" if record["skipped"] else ""),
                       flush=True)
             self.save("last.pt", epoch + 1)
+            self.last_good = (os.path.join(self.run_dir, "last.pt"), epoch + 1)
             if (epoch + 1) % cfg.checkpoint_every == 0:
                 self.save(f"checkpoint_epoch_{epoch + 1:05d}.pt", epoch + 1)
             if last:
@@ -224,7 +281,7 @@ class Trainer:
         """Multi-view test with the best validation checkpoint (else the last weights)."""
         best = os.path.join(self.run_dir, "best.pt")
         if self.data.val is not None and os.path.isfile(best):
-            self.module.load_state_dict(load_checkpoint(best)["model"])
+            self.load_weights(load_checkpoint(best), best)
         result = self.evaluate(self.data.test, "test")
         if self.info.is_main:
             plot_confusion(result.confusion, self.data.class_names, os.path.join(self.run_dir, "plots",
@@ -238,11 +295,14 @@ class Trainer:
 def train(cfg: TrainConfig, resume: Optional[str] = None, test: bool = True) -> dict:
     """Train (and by default test) as the config says; returns a summary dict."""
     trainer = Trainer(cfg, resume)
-    summary = trainer.fit()
-    if test:
-        result = trainer.test()
-        summary.update({f"test_{k}": v for k, v in result.summary().items()})
-        summary["per_class"] = result.per_class
-        summary["firing_rates"] = result.firing_rates
+    try:
+        summary = trainer.fit()
+        if test:
+            result = trainer.test()
+            summary.update({f"test_{k}": v for k, v in result.summary().items()})
+            summary["per_class"] = result.per_class
+            summary["firing_rates"] = result.firing_rates
+    finally:
+        trainer.close()
     summary["run_dir"] = cfg.output_dir
     return summary
