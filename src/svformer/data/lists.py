@@ -206,7 +206,7 @@ def csv_list(list_file: str, prefix: str = "", class_names: Optional[Sequence[st
         present = {s.label for s in samples}
         n = max(present) + 1
         if len(present) != n:
-            missing = min(set(range(n)) - present)
+            missing = next(k for k, label in enumerate(sorted(present)) if k != label)  # the first gap
             raise DatasetLayoutError(f"{list_file}: labels go up to {n - 1} but only {len(present)} classes appear "
                                      f"(no sample of class {missing}); labels must number the classes 0..K-1")
         class_names = [str(i) for i in range(n)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import shutil
 from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
@@ -92,14 +93,21 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
-        # torch.save reports a full disk as a RuntimeError from its zip writer
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space left" in str(e):
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC or _disk_full(folder):
+            # torch.save reports a full disk as a RuntimeError of its zip writer ("unexpected pos ...")
             reason = "no space left on the device"
         raise CheckpointWriteError(f"cannot write checkpoint {path}: {reason}; the previous file is unchanged") from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _disk_full(folder: str) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def load_checkpoint(path: str, map_location="cpu") -> Dict[str, Any]:
