@@ -1,7 +1,7 @@
 """The authors' CPU setup, rebuilt from svformer's model through its factories, for benchmarks only.
 
 Neurons: spikingjelly 0.0.0.0.14 ParametricLIFNode (torch backend: a Python loop of element-wise ops
-per step). Norms: their `BatchNorm2d_eT` / `BatchNorm1d_eT` (SVFORMER_SPEC.md 2.3): permute (T, B, ...)
+per step). Norms: their `BatchNorm2d_eT` / `BatchNorm1d_eT`: permute (T, B, ...)
 to (B, T, ...), copy into (B, T*C, ...), an ordinary BatchNorm over T*C channels, and back with another copy.
 The state dict keys and layout (t-major T*C) equal svformer's, so the authors' weights load into both
 and the two compute the same function (tests/models/test_benchmark_reference.py).

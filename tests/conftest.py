@@ -4,8 +4,8 @@ import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REFERENCE = SHARED / "reference"
+# The authors' golden outputs, kept in the repository so that every clone runs the fidelity tests.
+REFERENCE = REPO / "tests" / "fixtures" / "reference"
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,4 @@
-"""The authors' golden fixtures (shared/reference/) and the SVFormer built from a fixture's config."""
-import pytest
+"""The authors' golden fixtures (tests/fixtures/reference/) and the SVFormer built from a fixture's config."""
 import torch
 
 from svformer import SVFormer, load_official
@@ -9,8 +8,7 @@ from .conftest import REFERENCE
 
 def reference_path(name):
     path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"reference file {path} not present (shared/ must sit beside the repository)")
+    assert path.exists(), f"golden fixture {path} missing from the repository"
     return path
 
 

@@ -16,7 +16,7 @@ def authors_estimate():
 
 
 def test_paper_protocol_reproduces_the_shape_correct_recount(authors_estimate):
-    # SVFORMER_SPEC.md 7.3: MAC layers 2.759 G -> 12.69 mJ, AC layers 3.765 G -> 3.39 mJ, about 16.1 mJ.
+    # The paper protocol on the paper model: MAC layers 2.759 G -> 12.69 mJ, AC layers 3.765 G -> 3.39 mJ, about 16.1 mJ.
     rep = authors_estimate.reports["paper"]
     assert rep.mac / 1e9 == pytest.approx(2.759, abs=5e-4)
     assert rep.ac / 1e9 == pytest.approx(3.765, abs=5e-4)

@@ -2,7 +2,7 @@
 
 All take the per-clip `OpRecord`s of `operations.py` and return an `EnergyReport` (per-layer rows and
 totals, in operations and millijoules). The rule common to all of them, as the SVFormer authors intended
-it (SVFORMER_SPEC.md section 7): a conv/linear whose input is a spike tensor performs accumulates (AC)
+it (docs/energy.md): a conv/linear whose input is a spike tensor performs accumulates (AC)
 only for the input spikes, AC = dense ops x input firing rate; any other input makes it a
 multiply-accumulate (MAC) layer, counted densely. Dense ops include one addition per output element for
 a bias, as the authors' counter did.

@@ -44,7 +44,7 @@ class EnergyEstimate:
 
 def load_rates(path: str) -> Dict[str, float]:
     """A rates file: JSON ``{layer: rate}`` or ``{"rates": {layer: rate}}``; ``authors-ucf101`` names the
-    authors' logged UCF101 rates shipped with svformer (SVFORMER_SPEC.md section 7.4)."""
+    authors' logged UCF101 rates shipped with svformer."""
     if path == AUTHORS_UCF101:
         text = resources.files("svformer.analysis").joinpath("data/authors_ucf101_rates.json").read_text()
         origin = "authors_ucf101_rates.json"

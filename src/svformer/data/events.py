@@ -3,7 +3,7 @@
 Events are a numpy structured array with fields ``t`` (int64, microseconds), ``x``, ``y`` (int16) and
 ``p`` (int8, polarity 0/1), sorted by time — tonic's representation.
 
-AEDAT 3.1 (libcaer `events/common.h`, `events/polarity.h`; shared/DATA_FORMATS.md): an ASCII header of
+AEDAT 3.1 (libcaer `events/common.h`, `events/polarity.h`; docs/data.md): an ASCII header of
 '#' lines ending with ``#!END-HEADER\\r\\n``, then packets of a 28-byte little-endian header (int16 type,
 int16 source, int32 eventSize, int32 tsOffset, int32 tsOverflow, int32 capacity, int32 number, int32
 valid) followed by ``capacity`` events of ``eventSize`` bytes. Polarity events (type 1) are a uint32

@@ -1,6 +1,6 @@
 """Clip sampling: which frames of a video make a clip, and which views a test video is seen through.
 
-One mechanism, two samplers (PySlowFast's rules, used by the SVFormer authors, SVFORMER_SPEC.md 3-4):
+One mechanism, two samplers (PySlowFast's rules, used by the SVFormer authors):
 
 - a clip covers a window of ``num_frames x sampling_rate`` frames; its ``num_frames`` indices are
   ``linspace(start, start + window - 1, num_frames)``, clamped to the video and truncated to integers;

@@ -5,7 +5,7 @@ conv1, attn, norm2, mlp.fc1, ...), so most of their checkpoint keys load unchang
 
 Every residual branch starts with a spiking neuron and ends with a BatchNorm, so the residual stream
 carries real values and every conv/linear directly after a neuron receives binary spikes
-(SVFORMER_SPEC.md section 2.4-2.6). Neurons and norms come in through factories, so a variant (LIF
+(docs/architecture.md). Neurons and norms come in through factories, so a variant (LIF
 instead of PLIF, shared BN, a spikingjelly node for benchmarking) is an argument, not a copy.
 """
 from __future__ import annotations

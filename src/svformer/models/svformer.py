@@ -5,8 +5,8 @@ Each frame is one SNN time step. Four stages (conv patch embedding, then blocks)
 conv blocks (CBlock) and two global spiking self-attention stages (SABlock); a local path from the
 stage-3 embedding is concatenated with the stage-4 output (local-global fusion), and a Conv3d over
 (T, H, W) classifies the spike map. Every variant the authors tried (neuron type, threshold,
-surrogate, BN per step or shared, fusion, head, T) is a constructor argument. SVFORMER_SPEC.md
-section 2 has the layer-by-layer shapes.
+surrogate, BN per step or shared, fusion, head, T) is a constructor argument. docs/architecture.md
+has the layer-by-layer shapes.
 
 Shape convention: clips come in as (B, C, T, H, W); `forward` permutes once to (T, B, C, H, W) and
 every layer inside runs on (T, B, ...).
