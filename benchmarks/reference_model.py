@@ -51,4 +51,6 @@ def authors_parts(frames: int) -> dict:
 
 
 def reference_model(frames: int, size: int, name: str = "svformer_paper", **kwargs) -> nn.Module:
-    return create_model(name, num_frames=frames, img_size=size, **authors_parts(frames), **kwargs)
+    """The authors' setup: their neurons and BatchNorms in svformer's graph, none of svformer's CPU
+    accelerations (contiguous maps, autograd's saved tensors as they are)."""
+    return create_model(name, num_frames=frames, img_size=size, accelerate=False, **authors_parts(frames), **kwargs)

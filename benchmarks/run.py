@@ -6,12 +6,18 @@ authors' CPU path) and the authors' permute-and-copy BN wrappers, through the mo
 reset at its start) belongs to it alone.
 
 Each is taken twice: with glibc's default allocator (how the authors' code runs, and the basis of the
-keys below) and with `svformer.runtime.tune_allocator` (how the `svformer` command runs), applied to
-both sides alike - a large share of a step under the default allocator is the kernel mapping and
+keys below) and with `svformer.cpu.allocator.tune_allocator` (``svformer --allocator tuned``), applied
+to both sides alike - a large share of a step under the default allocator can be the kernel mapping and
 zeroing freed memory again, which the tuned allocator removes for the reference too.
+
+``--ab`` then measures, with the default allocator, svformer with each CPU acceleration switched off
+in turn (`svformer.cpu.Acceleration`) and the plain model (all off): keys ``ab_<option>`` hold the
+training step, clip and training peak of that variant over svformer's with everything on (above 1:
+the option pays that much).
 
     python benchmarks/run.py [--json OUT.json] [--repeat 4] [--batch 2] [--frames 16] [--size 224]
         [--allocator both|default|tuned] [--neuron-shape 16 8 128 56 56] [--plot OUT.png] [--bf16 auto|yes|no]
+        [--ab]
 
 Keys written (ratios reference/svformer, bigger is better, except memory: svformer/reference), all
 with the default allocator: neuron_speedup, train_step_speedup, train_peak_memory_ratio,
@@ -41,16 +47,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _model(kind: str, frames: int, size: int):
+    """'reference' (the authors' setup), 'svformer' (default accelerations), 'plain' (none) or
+    'no-<option>' (the defaults with one acceleration off)."""
     if kind == "reference":
         from reference_model import reference_model
 
         return reference_model(frames, size)
     from svformer import create_model
 
-    return create_model("svformer_paper", num_frames=frames, img_size=size, neuron_backend=kind)
+    accelerate = {"svformer": True, "plain": False}.get(kind) if not kind.startswith("no-") else {kind[3:]: False}
+    return create_model("svformer_paper", num_frames=frames, img_size=size, accelerate=accelerate)
 
 
-def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: int) -> dict:
+def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: int, dense: bool = True) -> dict:
     """Runs in a child process: median seconds of ``task``, this process's peak RSS in MB, the first
     (cold) run's seconds and the seconds of its convolutions and matrix products (`dense.profile_dense`,
     two more runs under the profiler).
@@ -88,9 +97,10 @@ def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: in
         run()
         times.append(time.perf_counter() - start)
     result = {"seconds": statistics.median(times[2:]), "peak_mb": peak_mb(), "first_seconds": times[0]}
-    from dense import profile_dense
+    if dense:
+        from dense import profile_dense
 
-    result.update(profile_dense(run))  # after the timed runs: the profiler touches neither times nor peak
+        result.update(profile_dense(run))  # after the timed runs: the profiler touches neither times nor peak
     return result
 
 
@@ -127,7 +137,7 @@ def _child(task, kind, allocator, args) -> dict:
 
 def _run_child(task, kind, allocator, args) -> dict:
     if allocator == "tuned":
-        from svformer.runtime import tune_allocator
+        from svformer.cpu.allocator import tune_allocator
 
         if not tune_allocator():
             raise SystemExit("the tuned allocator needs glibc")
@@ -136,7 +146,7 @@ def _run_child(task, kind, allocator, args) -> dict:
         from neuron import run as neuron_run
 
         return neuron_run(tuple(args.neuron_shape), args.repeat)
-    return measure(task, kind, args.batch, args.frames, args.size, args.repeat)
+    return measure(task, kind, args.batch, args.frames, args.size, args.repeat, dense=not kind.startswith(("no-", "plain")))
 
 
 def matmul_gflops() -> float:
@@ -183,30 +193,29 @@ def _keys(rows: dict, neuron: dict, floor: float, suffix: str) -> dict:
 
     keys = {
         f"neuron_speedup{suffix}": neuron["neuron_speedup"],
-        f"neuron_speedup_compiled{suffix}": neuron["neuron_speedup_compiled"],
-        f"train_step_speedup{suffix}": ratio("train", "reference", "fused"),
-        f"train_peak_memory_ratio{suffix}": rows[("train", "fused")]["peak_mb"] / rows[("train", "reference")]["peak_mb"],
-        f"inference_speedup{suffix}": ratio("infer", "reference", "fused"),
-        f"inference_peak_memory_ratio{suffix}": rows[("infer", "fused")]["peak_mb"] / rows[("infer", "reference")]["peak_mb"],
-        f"inference_floor_fraction{suffix}": floor / rows[("infer", "fused")]["seconds"],
-        f"train_first_step_speedup{suffix}": ratio("train", "reference", "fused", "first_seconds"),
-        f"inference_first_speedup{suffix}": ratio("infer", "reference", "fused", "first_seconds"),
+        f"train_step_speedup{suffix}": ratio("train", "reference", "svformer"),
+        f"train_peak_memory_ratio{suffix}": rows[("train", "svformer")]["peak_mb"] / rows[("train", "reference")]["peak_mb"],
+        f"inference_speedup{suffix}": ratio("infer", "reference", "svformer"),
+        f"inference_peak_memory_ratio{suffix}": rows[("infer", "svformer")]["peak_mb"] / rows[("infer", "reference")]["peak_mb"],
+        f"inference_floor_fraction{suffix}": floor / rows[("infer", "svformer")]["seconds"],
+        f"train_first_step_speedup{suffix}": ratio("train", "reference", "svformer", "first_seconds"),
+        f"inference_first_speedup{suffix}": ratio("infer", "reference", "svformer", "first_seconds"),
         # The most any work outside the convolutions and matrix products could give (see dense.py).
         f"train_step_speedup_bound{suffix}": rows[("train", "reference")]["seconds"]
-        / rows[("train", "fused")]["dense_seconds"],
+        / rows[("train", "svformer")]["dense_seconds"],
         f"inference_speedup_bound{suffix}": rows[("infer", "reference")]["seconds"]
-        / rows[("infer", "fused")]["dense_seconds"],
+        / rows[("infer", "svformer")]["dense_seconds"],
     }
-    if ("train_bf16", "fused") in rows:
-        keys[f"train_step_speedup_bf16{suffix}"] = ratio("train_bf16", "reference", "fused")
+    if ("train_bf16", "svformer") in rows:
+        keys[f"train_step_speedup_bf16{suffix}"] = ratio("train_bf16", "reference", "svformer")
         keys[f"train_peak_memory_ratio_bf16{suffix}"] = \
-            rows[("train_bf16", "fused")]["peak_mb"] / rows[("train_bf16", "reference")]["peak_mb"]
+            rows[("train_bf16", "svformer")]["peak_mb"] / rows[("train_bf16", "reference")]["peak_mb"]
     return keys
 
 
 TARGETS = {"neuron_speedup": ">= 8", "train_step_speedup": ">= 3", "train_step_speedup_bound": "",
            "train_peak_memory_ratio": "<= 0.5", "inference_speedup": ">= 2.5", "inference_speedup_bound": "",
-           "neuron_speedup_compiled": "", "train_step_speedup_bf16": "",
+           "train_step_speedup_bf16": "",
            "train_peak_memory_ratio_bf16": "", "inference_floor_fraction": "",
            "train_first_step_speedup": "", "inference_first_speedup": ""}
 
@@ -237,6 +246,28 @@ def plot(result: dict, allocators, path: str) -> None:
     plt.close(fig)
 
 
+def ab_table(result: dict, args) -> dict:
+    """Each acceleration off in turn (and all off), default allocator: that variant over svformer."""
+    from dataclasses import fields
+
+    from svformer.cpu import Acceleration
+
+    base = {task: result["rows"][f"{task}_svformer_default"] for task in ("train", "infer")}
+    table = {}
+    print(f"\n{'switched off':<18}{'train step':>12}{'clip':>10}{'train peak':>12}   (variant / all on; > 1: it pays)")
+    for kind in [f"no-{f.name}" for f in fields(Acceleration)] + ["plain"]:
+        rows = {task: _child(task, kind, "default", args) for task in ("train", "infer")}
+        ratios = {"train_step": rows["train"]["seconds"] / base["train"]["seconds"],
+                  "inference": rows["infer"]["seconds"] / base["infer"]["seconds"],
+                  "train_peak": rows["train"]["peak_mb"] / base["train"]["peak_mb"],
+                  "rows": rows}
+        table[kind] = ratios
+        result[f"ab_{kind.replace('-', '_')}"] = {k: v for k, v in ratios.items() if k != "rows"}
+        print(f"{kind:<18}{ratios['train_step']:>12.2f}{ratios['inference']:>10.2f}{ratios['train_peak']:>12.2f}",
+              flush=True)
+    return table
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=3, metavar=("TASK", "KIND", "ALLOCATOR"), help=argparse.SUPPRESS)
@@ -248,6 +279,7 @@ def main():
     parser.add_argument("--allocator", choices=("both", "default", "tuned"), default="both")
     parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
                         help="measure the bfloat16 autocast step (auto: only on CPUs with bfloat16 arithmetic)")
+    parser.add_argument("--ab", action="store_true", help="also measure each CPU acceleration switched off")
     parser.add_argument("--json")
     parser.add_argument("--plot", help="write a bar chart of the ratios (PNG)")
     args = parser.parse_args()
@@ -273,7 +305,7 @@ def main():
     for allocator in allocators:
         rows = {}
         for task in tasks:
-            for kind in ("reference", "fused"):
+            for kind in ("reference", "svformer"):
                 row = rows[(task, kind)] = _child(task, kind, allocator, args)
                 result["rows"][f"{task}_{kind}_{allocator}"] = row
                 print(f"{task:<12}{kind:<30}{allocator:<11}{row['seconds']:>9.3f}{row['peak_mb']:>9.0f}"
@@ -287,6 +319,8 @@ def main():
         values = [result.get(key if a == "default" else key + "_tuned_allocator") for a in allocators]
         print(f"{key:<28}" + "".join(f"{v:>16.2f}" if v is not None else f"{'not run':>16}" for v in values)
               + f"   {target}")
+    if args.ab:
+        result["ab"] = ab_table(result, args)
     if not bf16:
         print("(bfloat16 step not run: this CPU has no bfloat16 arithmetic; --bf16 yes runs it anyway)")
     print(f"{result['cpu']} ({result['cpu_capability']})")

@@ -17,6 +17,10 @@ from typing import List, Optional
 import yaml
 
 
+# The process-wide C allocator setting the command applies (docs/performance.md has the measurement).
+DEFAULT_ALLOCATOR = "tuned"
+
+
 def _parse_overrides(items: List[str]) -> dict:
     """``key=value`` pairs; values are parsed as YAML scalars/lists (``embed_dim=[16,32,48,64]``)."""
     out = {}
@@ -223,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="svformer",
         description="SVFormer, a directly trained spiking video transformer (arXiv 2406.15034).",
     )
+    parser.add_argument("--allocator", choices=("default", "tuned"), default=DEFAULT_ALLOCATOR,
+                        help="C allocator setting for this process: 'tuned' keeps freed large blocks in the heap "
+                             f"(svformer.cpu.allocator; default {DEFAULT_ALLOCATOR}, the faster one measured here)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model as a config says (YAML + key=value overrides)",
@@ -311,9 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from .runtime import tune_allocator
+    if args.allocator == "tuned":
+        from .cpu.allocator import tune_allocator
 
-    tune_allocator()
+        tune_allocator()
     name = " ".join(filter(None, [args.command, getattr(args, "data_command", None)]))
     try:
         return args.func(args)

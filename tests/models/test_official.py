@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from svformer import create_model, load_official
 from svformer.models import official_to_svformer_key, svformer_to_official_key
+from svformer.cpu import accelerate
 from svformer.snn import FiringRateMonitor
 
 from ..golden import golden_model, load_golden, model_from_config, reference_path
@@ -22,11 +23,10 @@ def _official_shapes():
 
 
 def _loaded(golden, backend, memory_format="channels_last"):
+    """The fixture's model, ``backend`` 'accelerated' (svformer.cpu) or 'plain', maps stored ``memory_format``."""
     model = golden_model(golden)
+    accelerate(model, backend == "accelerated")
     model.memory_format = memory_format
-    for m in model.modules():
-        if hasattr(m, "backend"):
-            m.backend = backend
     return model
 
 
@@ -43,8 +43,8 @@ def golden(request):
     return load_golden(request.param)
 
 
-@pytest.mark.parametrize("backend,memory_format", [("fused", "channels_last"), ("fused", "contiguous"),
-                                                   ("reference", "contiguous")])
+@pytest.mark.parametrize("backend,memory_format", [("accelerated", "channels_last"), ("accelerated", "contiguous"),
+                                                   ("plain", "contiguous")])
 def test_eval_logits_and_firing_rates(golden, backend, memory_format):
     model = _loaded(golden, backend, memory_format).eval()
     with torch.no_grad(), FiringRateMonitor(model) as mon:
@@ -56,7 +56,7 @@ def test_eval_logits_and_firing_rates(golden, backend, memory_format):
         assert rates[name] == pytest.approx(ref, abs=1e-6), name
 
 
-@pytest.mark.parametrize("backend", ["fused", "reference"])
+@pytest.mark.parametrize("backend", ["accelerated", "plain"])
 def test_train_logits_loss_gradients_and_firing_rates(golden, backend):
     # In the contiguous layout our convolutions sum in the authors' order; channels-last is checked below.
     model = _loaded(golden, backend, "contiguous").train()
@@ -92,7 +92,7 @@ def test_channels_last_is_the_same_function(golden):
     # amplify that rounding to ~3e-3 in some gradients. In float64 the two layouts agree to rounding.
     results = []
     for memory_format in ("contiguous", "channels_last"):
-        model = _loaded(golden, "fused", memory_format).double().train()
+        model = _loaded(golden, "accelerated", memory_format).double().train()
         logits = model(golden["input"].double())
         F.cross_entropy(logits, golden["target"]).backward()
         results.append((logits.detach(), {n: p.grad for n, p in model.named_parameters()}))

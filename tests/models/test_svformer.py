@@ -78,7 +78,7 @@ def test_stage_shapes_on_meta_device():
 @pytest.mark.parametrize("variant", [
     dict(neuron="lif"), dict(neuron="if"), dict(surrogate="sigmoid"), dict(v_threshold=0.5),
     dict(norm="shared"), dict(fusion=False), dict(head="avgpool"), dict(drop_path_rate=0.2),
-    dict(neuron_backend="reference"), dict(detach_reset=False, v_reset=None),
+    dict(accelerate=False), dict(accelerate={"pool": False, "huge_pages": False}), dict(detach_reset=False, v_reset=None),
 ])
 def test_variants_are_arguments(variant):
     model = SVFormer(num_classes=4, **{**SMALL, **variant}).train()
@@ -91,15 +91,15 @@ def test_variants_are_arguments(variant):
         assert not hasattr(model, "local") and model.head_conv.in_channels == 64
 
 
-def test_fused_and_reference_backends_agree_on_a_model():
+def test_accelerated_and_plain_models_agree():
     torch.manual_seed(1)
     fused = SVFormer(num_classes=4, **SMALL)
-    ref = SVFormer(num_classes=4, neuron_backend="reference", **SMALL)
+    ref = SVFormer(num_classes=4, accelerate=False, **SMALL)
     ref.load_state_dict(fused.state_dict())
     x = _clip(fused) * 3
     for m in (fused, ref):
         m(x).square().sum().backward()
-    # Biases feeding a train-mode BN have an exact-zero gradient that both backends return as rounding
+    # Biases feeding a train-mode BN have an exact-zero gradient that both paths return as rounding
     # noise (its size depends on the thread count), so the absolute tolerance scales with the model's
     # largest gradient instead of being a fixed 1e-5.
     scale = max(float(p.grad.abs().max()) for p in ref.parameters())

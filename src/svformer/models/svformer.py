@@ -20,13 +20,11 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..snn import NEURONS, TimeBatchNorm, compact_saved, get_surrogate, reset_states
-from ..snn.spikes import compaction_applies
+from ..snn import NEURONS, TimeBatchNorm, get_surrogate, reset_states
 from .layers import CBlock, LocalPath, PatchEmbed, SABlock
 
 HEADS = ("conv3d", "avgpool")
 NORMS = ("per_step", "shared")
-MEMORY_FORMATS = ("channels_last", "contiguous")
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -49,7 +47,6 @@ class SVFormer(nn.Module):
             neuron module (e.g. a spikingjelly node), which then overrides the neuron options below.
         v_threshold, v_reset, detach_reset, init_tau (PLIF, and tau for LIF), decay_input: neuron options.
         surrogate: 'atan' (paper) or 'sigmoid'; surrogate_alpha overrides its default (2 / 4).
-        neuron_backend: 'fused' (fast) or 'reference' (plain loop); identical results.
         norm: 'per_step' (paper: BN statistics and affine per time step, fixes T) or 'shared'; or a factory
             ``norm(channels, channels_last) -> module`` over (T, B, C, ...) maps or (T, B, N, C) tokens
             (e.g. the authors' permute-and-copy BN, for benchmarking), counted as per-step.
@@ -57,15 +54,10 @@ class SVFormer(nn.Module):
         head: 'conv3d' (paper: PLIF -> Conv3d over (T, H, W) -> BN3d -> Linear; fixes T and size) or
             'avgpool' (mean over T, H, W -> Linear; with shared BN the model accepts any T and size).
         drop_path_rate: stochastic depth, linearly increasing over the blocks.
-        memory_format: 'channels_last' (default: feature maps stored as (T, B, H, W, C) under the logical
-            (T, B, C, H, W) shape, the fast layout for PyTorch's CPU convolutions) or 'contiguous'. The
-            same function either way, up to float rounding inside the convolutions.
-        compact_spikes: keep the spikes that convs, linears and attention save for the backward as 1 byte
-            per element (default; exact, about a third less activation memory) or as float.
-        recompute_norm: a neuron right after a per-step BN (the MLPs' hidden layers, the first neuron
-            after each patch embedding) saves the BN's output for its backward; keep it as the BN's input
-            plus scale and shift and recompute it in the backward (default; the same bits, 303 MB fewer
-            saved bytes in a paper step at batch 2) or keep the copy.
+        accelerate: the CPU accelerations (`svformer.cpu.accelerate`): True (default) applies the ones
+            measured to pay, False none (the plain model: every layer the readable PyTorch of
+            `svformer.snn`), a dict changes single options (e.g. ``{"pool": False}``). Accelerated
+            kernels run on CPU tensors in eager mode and fall back to the plain computation elsewhere.
 
     Shape: (B, in_chans, T, H, W) -> (B, num_classes).
     """
@@ -88,14 +80,11 @@ class SVFormer(nn.Module):
         decay_input: bool = True,
         surrogate: str = "atan",
         surrogate_alpha: Optional[float] = None,
-        neuron_backend: str = "fused",
         norm: Union[str, Callable[[int, bool], nn.Module]] = "per_step",
         fusion: bool = True,
         head: str = "conv3d",
         drop_path_rate: float = 0.0,
-        memory_format: str = "channels_last",
-        compact_spikes: bool = True,
-        recompute_norm: bool = True,
+        accelerate=True,
     ):
         super().__init__()
         if len(embed_dim) != 4 or len(depth) != 4:
@@ -104,8 +93,6 @@ class SVFormer(nn.Module):
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
         if not callable(norm) and norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
-        if memory_format not in MEMORY_FORMATS:
-            raise ValueError(f"unknown memory_format {memory_format!r}; choose one of {MEMORY_FORMATS}")
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         self.num_classes = num_classes
@@ -115,13 +102,13 @@ class SVFormer(nn.Module):
         self.head_type = head
         self.norm_type = "per_step" if callable(norm) else norm
         self.fusion = fusion
-        self.memory_format = memory_format
-        self.compact_spikes = compact_spikes
-        self.recompute_norm = recompute_norm
+        # Set by `svformer.cpu.accelerate`: how feature maps are stored ('contiguous' or 'channels_last',
+        # the same function), and a context that shrinks what autograd saves (None: saved as they are).
+        self.memory_format = "contiguous"
+        self.saved_tensors = None
 
         make_neuron = neuron if callable(neuron) else self._neuron_factory(
             neuron, v_threshold, v_reset, detach_reset, init_tau, decay_input, surrogate, surrogate_alpha,
-            neuron_backend,
         )
         make_norm = norm if callable(norm) else partial(self._make_norm, num_frames, norm == "per_step")
 
@@ -161,14 +148,17 @@ class SVFormer(nn.Module):
             self.head_norm = nn.BatchNorm3d(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes)
         self.apply(self._init_weights)
+        if accelerate is not False:
+            from ..cpu import accelerate as apply_acceleration
+
+            apply_acceleration(self, accelerate)
 
     @staticmethod
-    def _neuron_factory(kind, v_threshold, v_reset, detach_reset, init_tau, decay_input, surrogate, alpha, backend):
+    def _neuron_factory(kind, v_threshold, v_reset, detach_reset, init_tau, decay_input, surrogate, alpha):
         if kind not in NEURONS:
             raise ValueError(f"unknown neuron {kind!r}; choose one of {sorted(NEURONS)} or pass a factory")
         surr = get_surrogate(surrogate, alpha)
-        common = dict(v_threshold=v_threshold, v_reset=v_reset, surrogate=surr, detach_reset=detach_reset,
-                      backend=backend)
+        common = dict(v_threshold=v_threshold, v_reset=v_reset, surrogate=surr, detach_reset=detach_reset)
         if kind == "plif":
             return partial(NEURONS[kind], init_tau=init_tau, decay_input=decay_input, **common)
         if kind == "lif":
@@ -253,6 +243,5 @@ class SVFormer(nn.Module):
         x = x.permute(2, 0, 1, 3, 4)  # (T, B, C, H, W)
         if self.memory_format == "channels_last":
             x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # stored as (T, B, H, W, C)
-        compact = (self.compact_spikes or self.recompute_norm) and compaction_applies()
-        with compact_saved(self.compact_spikes, self.recompute_norm) if compact else contextlib.nullcontext():
+        with self.saved_tensors() if self.saved_tensors is not None else contextlib.nullcontext():
             return self.forward_head(self.forward_features(x))

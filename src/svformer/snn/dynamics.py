@@ -90,6 +90,17 @@ def reset_values(dyn: Dynamics, h: torch.Tensor) -> torch.Tensor:
     return torch.where(fired, h - dyn.v_threshold, h)
 
 
+def reset_derivative(dyn: Dynamics, h: torch.Tensor, surrogate_grad: torch.Tensor) -> torch.Tensor:
+    """dV[t]/dH[t] through the reset, given g'(H - v_th) (the surrogate's derivative at H[t]):
+    (1 - S) for a hard reset, plus (v_reset - H) g' unless the reset is detached; 1 for a soft reset,
+    minus v_th g' unless detached."""
+    fired = h >= dyn.v_threshold
+    if dyn.hard_reset:
+        dv_dh = (~fired).to(h.dtype)
+        return dv_dh if dyn.detach_reset else dv_dh + (dyn.v_reset - h) * surrogate_grad
+    return torch.ones_like(h) if dyn.detach_reset else 1.0 - dyn.v_threshold * surrogate_grad
+
+
 def reference_multistep(
     dyn: Dynamics,
     surrogate: Surrogate,

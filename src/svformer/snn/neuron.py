@@ -6,11 +6,10 @@ State: a layer keeps its membrane potential ``v`` (shape (B, ...)) after a call,
 fed in pieces (streaming). ``reset()`` drops it; models call `reset_states` at the start of every
 forward, so training loops never have to.
 
-Backends: ``'fused'`` (default; `fused.FusedMultiStep`, one autograd node per layer),
-``'compiled'`` (the same functions through `torch.compile`: one generated kernel per loop, worth it for
-long runs, costs compile time per new shape) and ``'reference'`` (`dynamics.reference_multistep`, the
-readable loop autograd differentiates). They agree with each other and with spikingjelly 0.0.0.0.14
-(tests/snn/test_neuron.py).
+Computation: ``kernel(dynamics, surrogate, x_seq, v0, k, store_v_seq) -> (spikes, v_last, v_seq)``,
+by default `dynamics.reference_multistep`, the plain loop that autograd differentiates on any device
+and that torch.compile traces. `svformer.cpu.accelerate` swaps in a faster kernel with the same results
+(tests/snn/test_neuron.py checks both against spikingjelly 0.0.0.0.14).
 """
 from __future__ import annotations
 
@@ -20,13 +19,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import chunked
-from .dynamics import Dynamics, reference_multistep, reset_values
-from .fused import fused_multistep
-from .spikes import compaction_applies, mark_spikes
+from .dynamics import Dynamics, reference_multistep
 from .surrogate import Surrogate, get_surrogate
-
-BACKENDS = ("fused", "compiled", "reference")
 
 
 class BaseNeuron(nn.Module):
@@ -42,12 +36,9 @@ class BaseNeuron(nn.Module):
         detach_reset: bool = False,
         decay_input: bool = True,
         tau: float = 2.0,
-        backend: str = "fused",
         store_v_seq: bool = False,
     ):
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown neuron backend {backend!r}; choose one of {BACKENDS}")
         self.dynamics = Dynamics(
             kind=self.kind,
             v_threshold=float(v_threshold),
@@ -57,7 +48,7 @@ class BaseNeuron(nn.Module):
             tau=float(tau),
         )
         self.surrogate = get_surrogate(surrogate) if isinstance(surrogate, str) else surrogate
-        self.backend = backend
+        self.kernel = reference_multistep
         self.store_v_seq = store_v_seq
         self.v: Optional[torch.Tensor] = None
         self.v_seq: Optional[torch.Tensor] = None
@@ -96,34 +87,14 @@ class BaseNeuron(nn.Module):
         k = self.decay()
         if k is not None:
             k = k.to(x_seq.dtype)
-        needs_graph = torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad
-                                                   or (k is not None and k.requires_grad))
-        if torch.compiler.is_compiling():
-            # Inside torch.compile(model): plain ops that dynamo traces and inductor fuses for any device
-            # (the chunked loops write into views, which tracing handles worst).
-            spikes, v, v_seq = reference_multistep(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
-        elif self.backend == "fused" and not needs_graph:
-            # Inference: no autograd node, nothing kept for a backward; h only if v_seq is wanted.
-            with torch.no_grad():
-                spikes, v, h_seq = chunked.forward(self.dynamics, x_seq, v0, k, keep_h=self.store_v_seq)
-            v_seq = reset_values(self.dynamics, h_seq) if self.store_v_seq else None
-        elif self.backend in ("fused", "compiled"):
-            spikes, v, h_seq = fused_multistep(self.dynamics, self.surrogate, x_seq, v0, k,
-                                               compiled=self.backend == "compiled", keep_h=self.store_v_seq)
-            v_seq = reset_values(self.dynamics, h_seq) if self.store_v_seq else None
-        else:
-            spikes, v, v_seq = reference_multistep(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
-        self.v = v
-        self.v_seq = v_seq
-        if compaction_applies():
-            mark_spikes(spikes)  # saved as 1 byte by the layers after it (`spikes.compact_saved_spikes`)
+        spikes, self.v, self.v_seq = self.kernel(self.dynamics, self.surrogate, x_seq, v0, k, self.store_v_seq)
         return spikes
 
     def extra_repr(self) -> str:
         d = self.dynamics
         s = (
             f"v_threshold={d.v_threshold}, v_reset={d.v_reset}, detach_reset={d.detach_reset}, "
-            f"surrogate={self.surrogate}, backend={self.backend}"
+            f"surrogate={self.surrogate}"
         )
         return s
 
@@ -133,9 +104,8 @@ class IFNode(BaseNeuron):
 
     kind = "if"
 
-    def __init__(self, v_threshold=1.0, v_reset=0.0, surrogate="atan", detach_reset=False,
-                 backend="fused", store_v_seq=False):
-        super().__init__(v_threshold, v_reset, surrogate, detach_reset, True, 2.0, backend, store_v_seq)
+    def __init__(self, v_threshold=1.0, v_reset=0.0, surrogate="atan", detach_reset=False, store_v_seq=False):
+        super().__init__(v_threshold, v_reset, surrogate, detach_reset, True, 2.0, store_v_seq)
 
 
 class LIFNode(BaseNeuron):
@@ -144,8 +114,8 @@ class LIFNode(BaseNeuron):
     kind = "lif"
 
     def __init__(self, tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, surrogate="atan",
-                 detach_reset=False, backend="fused", store_v_seq=False):
-        super().__init__(v_threshold, v_reset, surrogate, detach_reset, decay_input, tau, backend, store_v_seq)
+                 detach_reset=False, store_v_seq=False):
+        super().__init__(v_threshold, v_reset, surrogate, detach_reset, decay_input, tau, store_v_seq)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", tau={self.dynamics.tau}, decay_input={self.dynamics.decay_input}"
@@ -158,10 +128,10 @@ class ParametricLIFNode(BaseNeuron):
     kind = "plif"
 
     def __init__(self, init_tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, surrogate="atan",
-                 detach_reset=False, backend="fused", store_v_seq=False):
+                 detach_reset=False, store_v_seq=False):
         if not init_tau > 1.0:
             raise ValueError(f"ParametricLIFNode needs init_tau > 1, got {init_tau}")
-        super().__init__(v_threshold, v_reset, surrogate, detach_reset, decay_input, 2.0, backend, store_v_seq)
+        super().__init__(v_threshold, v_reset, surrogate, detach_reset, decay_input, 2.0, store_v_seq)
         self.w = nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))
 
     def decay(self) -> torch.Tensor:

@@ -2,9 +2,9 @@
 
 A spike is the Heaviside step of the membrane potential above threshold, whose derivative is zero almost
 everywhere. Surrogate-gradient training (Neftci et al., 2019) keeps the step in the forward pass and
-uses the derivative of a smooth primitive in the backward pass. Each surrogate here is an autograd
-function (heaviside forward, surrogate backward), the smooth primitive it differentiates, and that
-primitive's derivative, which the fused neuron kernels call directly.
+uses the derivative of a smooth primitive in the backward pass. Each surrogate here is the smooth
+primitive and its derivative; calling one applies `SpikeFunction` (heaviside forward, the derivative in
+the backward).
 
 The formulas and defaults follow spikingjelly 0.0.0.0.14 (`activation_based/surrogate.py`) so that
 gradients agree with it to rounding.
@@ -21,30 +21,20 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
     return (x >= 0).to(x.dtype)
 
 
-class _ATanSpike(torch.autograd.Function):
+class SpikeFunction(torch.autograd.Function):
+    """heaviside(x) forward; ``derivative(x, alpha) * grad`` backward. Apply with
+    ``SpikeFunction.apply(x, derivative, alpha)``."""
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, derivative, alpha: float) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.alpha = alpha
+        ctx.derivative, ctx.alpha = derivative, alpha
         return heaviside(x)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return atan_derivative(x, ctx.alpha) * grad_output, None
-
-
-class _SigmoidSpike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return heaviside(x)
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        return sigmoid_derivative(x, ctx.alpha) * grad_output, None
+        return ctx.derivative(x, ctx.alpha) * grad_output, None, None
 
 
 def atan_primitive(x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -84,19 +74,18 @@ class Surrogate:
         if not self.alpha > 0:
             raise ValueError(f"{type(self).__name__}: alpha must be positive, got {alpha}")
 
+    # Subclasses set these to module-level functions of (x, alpha).
+    _primitive = None
+    _derivative = None
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self._function.apply(x, self.alpha)
+        return SpikeFunction.apply(x, type(self)._derivative, self.alpha)
 
     def primitive(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return type(self)._primitive(x, self.alpha)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def grad_into(self, x: torch.Tensor, grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """``grad * derivative(x)`` written into ``out``; ``x`` may be overwritten (a scratch buffer).
-        Subclasses override it with fewer passes for the fused neuron's backward."""
-        return torch.mul(self.derivative(x), grad, out=out)
+        return type(self)._derivative(x, self.alpha)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha})"
@@ -113,20 +102,8 @@ class ATan(Surrogate):
 
     name = "atan"
     default_alpha = 2.0
-    _function = _ATanSpike
-
-    def primitive(self, x):
-        return atan_primitive(x, self.alpha)
-
-    def derivative(self, x):
-        return atan_derivative(x, self.alpha)
-
-    def grad_into(self, x, grad, out):
-        # grad / (1 + (pi alpha x / 2)^2) * (alpha / 2) in three passes (two for the paper's alpha = 2).
-        c = math.pi / 2 * self.alpha
-        denominator = torch.addcmul(torch.ones((), dtype=x.dtype, device=x.device), x, x, value=c * c, out=x)
-        torch.div(grad, denominator, out=out)
-        return out if self.alpha == 2.0 else out.mul_(self.alpha / 2)
+    _primitive = staticmethod(atan_primitive)
+    _derivative = staticmethod(atan_derivative)
 
 
 class Sigmoid(Surrogate):
@@ -134,13 +111,8 @@ class Sigmoid(Surrogate):
 
     name = "sigmoid"
     default_alpha = 4.0
-    _function = _SigmoidSpike
-
-    def primitive(self, x):
-        return sigmoid_primitive(x, self.alpha)
-
-    def derivative(self, x):
-        return sigmoid_derivative(x, self.alpha)
+    _primitive = staticmethod(sigmoid_primitive)
+    _derivative = staticmethod(sigmoid_derivative)
 
 
 SURROGATES = {cls.name: cls for cls in (ATan, Sigmoid)}

@@ -1,8 +1,9 @@
 """Spike tensors saved for the backward as 1 byte per element instead of 4.
 
 Every conv, linear and attention product after a neuron saves its binary input for the weight
-gradient; in float32 these inputs are about a third of the activations a training step keeps. Neurons
-mark the spike tensors they return (`mark_spikes`); inside `saved.compact_saved`, autograd's pack hook
+gradient; in float32 these inputs are about a third of the activations a training step keeps. The
+accelerated neurons mark the spike tensors they return (`mark_spikes`); inside `saved.compact_saved`,
+autograd's pack hook
 stores any saved tensor that is a marked spike tensor, or a view of one, as uint8 (`pack`) and the
 unpack hook restores the original dtype when the backward needs it. 0 and 1 survive the round trip
 exactly, so the gradients are bit-identical; the cost is one conversion pass each way.
@@ -11,17 +12,15 @@ A marked tensor written in place after marking (its version counter moved) is sa
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
-
-from . import pool
 
 _MARK = "_svformer_spike_version"
 
 
 def compaction_applies() -> bool:
-    """Whether autograd may save tensors here that `compact_saved_spikes` can pack: a graph is being
+    """Whether autograd may save tensors here that `saved.compact_saved` can pack: a graph is being
     recorded, outside inference mode and outside torch.compile (which cannot trace saved-tensor hooks)."""
     return (not torch.compiler.is_compiling() and torch.is_grad_enabled()
             and not torch.is_inference_mode_enabled())
@@ -44,19 +43,20 @@ def is_spikes(t: torch.Tensor) -> bool:
 class Packed:
     """A saved spike tensor kept as uint8 (`pack`); `restore` gives it back in its float dtype."""
 
-    __slots__ = ("data", "dtype")
+    __slots__ = ("data", "dtype", "alloc")
 
-    def __init__(self, data: torch.Tensor, dtype: torch.dtype):
-        self.data, self.dtype = data, dtype
+    def __init__(self, data: torch.Tensor, dtype: torch.dtype, alloc: Callable):
+        self.data, self.dtype, self.alloc = data, dtype, alloc
 
     def restore(self) -> torch.Tensor:
         with torch.no_grad():
-            return pool.empty_like(self.data, self.dtype).copy_(self.data)
+            return self.alloc(self.data, dtype=self.dtype).copy_(self.data)
 
 
-def pack(t: torch.Tensor) -> Optional[Packed]:
-    """``t`` as 1 byte per element if it is (a view of) marked spikes, else None."""
+def pack(t: torch.Tensor, alloc: Callable = torch.empty_like) -> Optional[Packed]:
+    """``t`` as 1 byte per element if it is (a view of) marked spikes, else None. ``alloc(like, dtype=)``
+    makes the packed and the restored tensors (as large as the feature maps)."""
     if not t.is_floating_point() or not is_spikes(t):
         return None
-    with torch.no_grad():  # recycled memory (`pool`): these are as large as the feature maps
-        return Packed(pool.empty_like(t, torch.uint8).copy_(t), t.dtype)  # t's strides, or dense for a view
+    with torch.no_grad():
+        return Packed(alloc(t, dtype=torch.uint8).copy_(t), t.dtype, alloc)  # t's strides, or dense for a view

@@ -26,7 +26,7 @@ from typing import Optional
 
 import torch
 
-from ..runtime import libc
+from .allocator import libc
 
 _MADV_HUGEPAGE = 14
 _MADV_POPULATE_WRITE = 23
@@ -37,7 +37,7 @@ MIN_BYTES = 8 << 20
 @lru_cache(maxsize=None)
 def _huge_page_size() -> Optional[int]:
     """The THP size if the kernel uses huge pages on advice, else None."""
-    if not sys.platform.startswith("linux") or os.environ.get("SVFORMER_HUGE_PAGES", "1") == "0":
+    if not sys.platform.startswith("linux"):
         return None
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:

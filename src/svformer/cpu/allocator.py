@@ -8,13 +8,12 @@ the heap, where the next step reuses them. This is the same fix as running PyTor
 jemalloc/tcmalloc (Intel's CPU tuning guide), without needing either installed.
 
 The setting is process-wide, so the library never applies it on import: the `svformer` command does
-(unless ``SVFORMER_ALLOCATOR=default``), scripts call `tune_allocator` themselves.
+when ``--allocator tuned`` is given, scripts call `tune_allocator` themselves.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
 from functools import lru_cache
 from typing import Optional
@@ -47,6 +46,6 @@ def tune_allocator() -> bool:
     resident after a step instead of returning it to the system between steps.
     """
     mallopt = getattr(libc(), "mallopt", None)  # glibc only (not e.g. musl)
-    if os.environ.get("SVFORMER_ALLOCATOR", "tuned") == "default" or mallopt is None:
+    if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

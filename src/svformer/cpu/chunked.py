@@ -8,28 +8,26 @@ membrane potential and temporaries stay in cache, and each big tensor is read or
 
 Traffic is the cost, so the forward writes only the spikes (plus the last potential). The backward
 gets the inputs X (which autograd keeps anyway as this layer's saved tensor, in place of the
-potentials) and recomputes what the gradient recurrence of `fused`'s docstring reads for one chunk at a
+potentials) and recomputes what the gradient recurrence of `neuron`'s docstring reads for one chunk at a
 time into small buffers: H[t] and V[t-1] in general, H[t], the not-fired mask and X[t] - V[t-1] for
 SVFormer's neuron (`_ZeroResetChunk`).
 
 The ops write into preallocated outputs (``out=``, in place), so nothing large is allocated inside the
-loops; the two large outputs (spikes, input gradients) come from the recycled pool of large buffers
-(`pool`, on huge pages where the OS offers them). Any dense layout with time outermost (e.g.
-channels-last maps) is used as it is (`layout`). The arithmetic is `dynamics.charge`/`reset_values`',
-op for op where it decides a spike, so the spikes are the same bits. The ``compiled`` backend keeps
-the pure functions in `fused.py` instead (in-place writes into views are what `torch.compile` handles
-worst).
+loops; the two large outputs (spikes, input gradients) come from ``alloc`` (see `accelerate`). Any
+dense layout with time outermost (e.g. channels-last maps) is used as it is (`layout`). The arithmetic
+is `dynamics.charge`/`reset_values`', op for op where it decides a spike, so the spikes are the same
+bits.
 """
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Callable, Optional
 
 import torch
 
-from . import pool
-from .dynamics import Dynamics, charge, reset_values
+from ..snn.dynamics import Dynamics, charge, reset_derivative, reset_values
+from ..snn.surrogate import ATan, Surrogate
 from .layout import flat, like, time_major
-from .surrogate import Surrogate
 
 # Elements per chunk: 128 Ki floats (512 KB) per tensor keeps a step's working set in the two cores' L2
 # and the backward's three recomputed (T, CHUNK) buffers (25 MB at T = 16) in L3, while the per-op
@@ -37,6 +35,17 @@ from .surrogate import Surrogate
 # on the benchmark's PLIF [16, 8, 128, 56, 56] forward+backward: 2^14 0.34 s, 2^15 0.29 s, 2^16 0.185 s,
 # 2^17 0.170 s, 2^18 0.180 s.
 CHUNK = 1 << 17
+
+
+def grad_into(surrogate: Surrogate, x: torch.Tensor, grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``grad * surrogate.derivative(x)`` into ``out``; ``x`` (a scratch buffer) may be overwritten."""
+    if type(surrogate) is ATan:
+        # grad / (1 + (pi alpha x / 2)^2) * (alpha / 2) in three passes (two for the paper's alpha = 2).
+        c = math.pi / 2 * surrogate.alpha
+        denominator = torch.addcmul(torch.ones((), dtype=x.dtype, device=x.device), x, x, value=c * c, out=x)
+        torch.div(grad, denominator, out=out)
+        return out if surrogate.alpha == 2.0 else out.mul_(surrogate.alpha / 2)
+    return torch.mul(surrogate.derivative(x), grad, out=out)
 
 
 def _charge_into(dyn: Dynamics, v: torch.Tensor, x: torch.Tensor, k, out: torch.Tensor) -> torch.Tensor:
@@ -60,7 +69,8 @@ def _reset_into(dyn: Dynamics, h: torch.Tensor, spike: torch.Tensor, out: torch.
     return out.copy_(reset_values(dyn, h))
 
 
-def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[torch.Tensor], keep_h: bool = False):
+def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[torch.Tensor],
+            alloc: Callable = torch.empty_like, keep_h: bool = False):
     """Run the neuron over ``x_seq`` (T, ...) from ``v0``.
 
     Returns ``(spike_seq, v_last, h_seq)``; ``h_seq``, the pre-reset potentials, is None unless
@@ -70,8 +80,8 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
     T = x_seq.shape[0]
     x = flat(x_seq)
     n = x.shape[1]
-    spike_seq = pool.empty_like(x_seq)
-    h_seq = pool.empty_like(x_seq) if keep_h else None
+    spike_seq = alloc(x_seq)
+    h_seq = alloc(x_seq) if keep_h else None
     v_last = torch.empty_like(x_seq[0])
     spikes, h_all, v_all = flat(spike_seq), flat(h_seq) if keep_h else None, flat(v_last, steps=False)
     v0 = flat(like(v0, v_last), steps=False)
@@ -98,7 +108,7 @@ def _recompute(dyn: Dynamics, x: torch.Tensor, v0: torch.Tensor, k, hs: torch.Te
 
 
 def backward(dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch.Tensor, k, grad_spike,
-             grad_v_last, need_k: bool):
+             grad_v_last, need_k: bool, alloc: Callable = torch.empty_like):
     """Gradients of `forward` from its (time-major) inputs, chunk by chunk.
 
     Returns ``(grad_x_seq, grad_v0, grad_k or None)``; ``grad_k`` is accumulated in float64.
@@ -107,7 +117,7 @@ def backward(dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch
     x = flat(x_seq)
     n = x.shape[1]
     gs = flat(like(grad_spike, x_seq))
-    grad_x_seq = pool.empty_like(x_seq)
+    grad_x_seq = alloc(x_seq)
     grad_x = flat(grad_x_seq)
     grad_v0_out = like(grad_v_last, x_seq[0]).clone(memory_format=torch.preserve_format)
     grad_v0 = flat(grad_v0_out, steps=False)
@@ -167,7 +177,7 @@ class _ZeroResetChunk:
             torch.mul(h[t], nf[t], out=v)  # h or 0, as `_reset_into`'s h - h*s
         for t in range(x.shape[0] - 1, -1, -1):
             g = g_out[t]
-            self.surrogate.grad_into(torch.sub(h[t], vth, out=scratch), gs[t], out=g)
+            grad_into(self.surrogate, torch.sub(h[t], vth, out=scratch), gs[t], out=g)
             g.addcmul_(grad_v, nf[t])
             if self.acc is not None:
                 self.acc += torch.dot(g, d[t])
@@ -176,7 +186,7 @@ class _ZeroResetChunk:
 
 class _GeneralChunk:
     """The backward of one chunk for any reset: recompute H[t] and V[t-1], then the recurrence with
-    dV/dH from `_dv_dh` and dH/dk from `_dh_dk_dot`."""
+    dV/dH from `dynamics.reset_derivative` and dH/dk from `_dh_dk_dot`."""
 
     def __init__(self, dyn, surrogate, k, T, m, like_x, need_k):
         self.dyn, self.surrogate, self.k = dyn, surrogate, k
@@ -200,25 +210,17 @@ def _dh_dk_dot(dyn: Dynamics, g, x, v_prev):
 
 
 def _chunk_general(dyn, surrogate, h, v, x, gs, g_out, grad_v, dh_dv, acc, scratch, fired):
-    """One chunk, any reset: the recurrence with dV/dH from `_dv_dh`."""
+    """One chunk, any reset: the recurrence with dV/dH from `dynamics.reset_derivative`."""
     vth = dyn.v_threshold
     for t in range(h.shape[0] - 1, -1, -1):
         ht, g = h[t], g_out[t]
-        surrogate.grad_into(torch.sub(ht, vth, out=scratch), gs[t], out=g)
+        grad_into(surrogate, torch.sub(ht, vth, out=scratch), gs[t], out=g)
         torch.ge(ht, vth, out=fired)
         if dyn.hard_reset and dyn.detach_reset:
             g.add_(grad_v.masked_fill_(fired, 0.0))
         else:
-            g.add_(grad_v * _dv_dh(dyn, surrogate, ht, fired))
+            g.add_(grad_v * reset_derivative(dyn, ht, surrogate.derivative(ht - vth)))
         if acc is not None:
             acc += _dh_dk_dot(dyn, g, x[t], v[t])
         torch.mul(g, dh_dv, out=grad_v)
 
-
-def _dv_dh(dyn: Dynamics, surrogate: Surrogate, h: torch.Tensor, fired: torch.Tensor) -> torch.Tensor:
-    """dV/dH for the reset variants other than a detached hard reset (see `fused`)."""
-    if dyn.hard_reset:
-        return (~fired).to(h.dtype) + (dyn.v_reset - h) * surrogate.derivative(h - dyn.v_threshold)
-    if dyn.detach_reset:
-        return torch.ones_like(h)
-    return 1.0 - dyn.v_threshold * surrogate.derivative(h - dyn.v_threshold)

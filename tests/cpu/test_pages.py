@@ -4,7 +4,7 @@ import mmap
 import pytest
 import torch
 
-from svformer.snn import pages
+from svformer.cpu import pages
 
 
 def test_empty_like_keeps_shape_dtype_and_layout():
@@ -28,14 +28,10 @@ def huge_pages():
     pages._huge_page_size.cache_clear()
 
 
-def test_advice_only_for_large_fresh_cpu_tensors_and_can_be_switched_off(huge_pages, monkeypatch):
-    untouched = _fresh_tensor(pages.MIN_BYTES + 4096)  # kept unadvised for the switched-off case
+def test_advice_only_for_large_fresh_cpu_tensors(huge_pages):
     assert pages.advise_huge_pages(_fresh_tensor(pages.MIN_BYTES + 4096))
     assert not pages.advise_huge_pages(torch.empty(1000))
     assert not pages.advise_huge_pages(torch.ones(pages.MIN_BYTES // 4 + 1))  # resident already: no advice
-    monkeypatch.setenv("SVFORMER_HUGE_PAGES", "0")
-    pages._huge_page_size.cache_clear()
-    assert not pages.advise_huge_pages(untouched)
 
 
 def _resident_mb() -> float:

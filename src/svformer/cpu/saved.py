@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -36,8 +36,10 @@ class SavedStats:
 
 
 @contextlib.contextmanager
-def compact_saved(spikes: bool = True, norm_outputs: bool = True) -> Iterator[SavedStats]:
-    """Within this context, saved spikes are kept as uint8 and saved per-step BN outputs as recipes."""
+def compact_saved(spikes: bool = True, norm_outputs: bool = True,
+                  alloc: Callable = torch.empty_like) -> Iterator[SavedStats]:
+    """Within this context, saved spikes are kept as uint8 and saved per-step BN outputs as recipes
+    (only the outputs of accelerated BatchNorms carry one); ``alloc`` makes the packed tensors."""
     stats = SavedStats()
 
     def pack(t: torch.Tensor):
@@ -46,7 +48,7 @@ def compact_saved(spikes: bool = True, norm_outputs: bool = True) -> Iterator[Sa
             stats.recomputed += 1
             stats.recomputed_bytes += t.numel() * t.element_size()
             return recipe
-        packed = _spikes.pack(t) if spikes else None
+        packed = _spikes.pack(t, alloc) if spikes else None
         if packed is not None:
             stats.tensors += 1
             stats.float_bytes += t.numel() * t.element_size()
@@ -60,7 +62,3 @@ def compact_saved(spikes: bool = True, norm_outputs: bool = True) -> Iterator[Sa
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         yield stats
 
-
-def compact_saved_spikes() -> contextlib.AbstractContextManager:
-    """`compact_saved` for spikes only."""
-    return compact_saved(spikes=True, norm_outputs=False)

@@ -14,12 +14,11 @@ exact size, since a model's shapes repeat from step to step. A free block that h
 `MAX_IDLE` requests is given back when the pool would otherwise grow (e.g. training blocks during a
 long evaluation with another batch size); `release` gives back every free block at once.
 
-``SVFORMER_POOL=0`` switches it off; off the CPU (where PyTorch caches already), under torch.compile,
-for small tensors and without the private counter, `empty_like` is `pages.empty_like`.
+Off the CPU (where PyTorch caches already), under torch.compile, for small tensors and without the
+counter, `empty_like` is `pages.empty_like` (or `torch.empty_like` with ``huge_pages=False``).
 """
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -65,13 +64,15 @@ class BufferPool:
         self._requests = 0
         self._lock = threading.Lock()
 
-    def empty_like(self, t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-        """An uninitialised tensor with `torch.empty_like(t, dtype=dtype)`'s shape, dtype and strides."""
+    def empty_like(self, t: torch.Tensor, dtype: Optional[torch.dtype] = None,
+                   huge_pages: bool = True) -> torch.Tensor:
+        """An uninitialised tensor with `torch.empty_like(t, dtype=dtype)`'s shape, dtype and strides;
+        new blocks on huge pages (`pages`) unless ``huge_pages=False``."""
         dtype = t.dtype if dtype is None else dtype
         if not self._applies(t.device, t.numel() * dtype.itemsize):
-            return pages.empty_like(t, dtype=dtype)
+            return pages.empty_like(t, dtype=dtype) if huge_pages else torch.empty_like(t, dtype=dtype)
         template = torch.empty_like(t, dtype=dtype, device="meta")  # empty_like's strides, no memory
-        storage = self._take(template.untyped_storage().nbytes())
+        storage = self._take(template.untyped_storage().nbytes(), huge_pages)
         return torch.empty(0, dtype=dtype).set_(storage, 0, template.shape, template.stride())
 
     def _applies(self, device: torch.device, nbytes: int) -> bool:
@@ -79,11 +80,10 @@ class BufferPool:
             _use_count is not None
             and device.type == "cpu"
             and nbytes >= self.min_bytes
-            and os.environ.get("SVFORMER_POOL", "1") != "0"
             and not torch.compiler.is_compiling()
         )
 
-    def _take(self, nbytes: int) -> torch.UntypedStorage:
+    def _take(self, nbytes: int, huge_pages: bool) -> torch.UntypedStorage:
         with self._lock:
             self._requests += 1
             for block in self._blocks.get(nbytes, ()):
@@ -92,7 +92,8 @@ class BufferPool:
                     return block.storage
             self._drop_idle()
             buf = torch.empty(nbytes, dtype=torch.uint8)
-            pages.advise_huge_pages(buf, populate=True)
+            if huge_pages:
+                pages.advise_huge_pages(buf, populate=True)
             self._blocks.setdefault(nbytes, []).append(_Block(buf.untyped_storage(), self._requests))
             return buf.untyped_storage()
 
@@ -127,9 +128,9 @@ class BufferPool:
 _POOL = BufferPool()
 
 
-def empty_like(t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+def empty_like(t: torch.Tensor, dtype: Optional[torch.dtype] = None, huge_pages: bool = True) -> torch.Tensor:
     """`BufferPool.empty_like` on the process's pool."""
-    return _POOL.empty_like(t, dtype)
+    return _POOL.empty_like(t, dtype, huge_pages)
 
 
 def release() -> int:

@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from svformer.snn.layout import flat, is_dense, like, time_major
+from svformer.cpu.layout import flat, is_dense, like, time_major
 
 
 def _covers_one_block(x: torch.Tensor) -> bool:

@@ -1,17 +1,21 @@
-"""Per-step BatchNorm outputs saved as a recipe (`snn.saved`): recomputed with the forward's bits, so
+"""Per-step BatchNorm outputs saved as a recipe (`cpu.saved`): recomputed with the forward's bits, so
 gradients are bit-identical, and only while the BN's input and output are unmodified."""
 import pytest
 import torch
 
 from svformer import SVFormer
-from svformer.snn import ParametricLIFNode, TimeBatchNorm, compact_saved
+from svformer.cpu.neuron import NeuronKernel
+from svformer.cpu.norm import PerStepNormKernel
+from svformer.cpu.saved import compact_saved
+from svformer.snn import ParametricLIFNode, TimeBatchNorm
 
 from .test_spikes import SMALL
 
 
 def _train_step(recompute: bool, x, memory_format="channels_last"):
     torch.manual_seed(0)
-    model = SVFormer(num_classes=5, recompute_norm=recompute, memory_format=memory_format, **SMALL).train()
+    model = SVFormer(num_classes=5, accelerate={"recompute_norm": recompute,
+                                                "channels_last": memory_format == "channels_last"}, **SMALL).train()
     model(x).square().sum().backward()
     return model
 
@@ -32,7 +36,8 @@ def test_every_norm_output_a_neuron_reads_is_recomputed():
     first neuron (stages 1, 2 and 4; stage 3's twice: its attention block and the local path). The
     attention's q/k/v neurons read copies of slices of their BN's output, which are kept."""
     torch.manual_seed(0)
-    model = SVFormer(num_classes=5, compact_spikes=False, recompute_norm=False, **SMALL).train()
+    model = SVFormer(num_classes=5, **SMALL).train()
+    model.saved_tensors = None  # the model's own compaction off: this test wraps the forward itself
     with compact_saved(spikes=False, norm_outputs=True) as stats:
         loss = model(torch.randn(2, 3, 3, 64, 64)).square().sum()
     loss.backward()
@@ -43,10 +48,13 @@ def test_every_norm_output_a_neuron_reads_is_recomputed():
 def _bn_neuron(channels_last):
     torch.manual_seed(0)
     bn = TimeBatchNorm(6, num_steps=4, channels_last=channels_last).train()
+    bn.kernel = PerStepNormKernel(recipe=True)
     with torch.no_grad():
         bn.weight.uniform_(0.5, 2.0)
         bn.bias.uniform_(-0.5, 0.5)
-    return bn, ParametricLIFNode(detach_reset=True)
+    neuron = ParametricLIFNode(detach_reset=True)
+    neuron.kernel = NeuronKernel()
+    return bn, neuron
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -92,7 +100,7 @@ def test_an_input_modified_after_the_forward_is_a_clear_error():
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_statistics_through_the_batchnorm_kernel_match_the_stats_only_path(channels_last, monkeypatch):
     """Off the CPU the statistics come from the BatchNorm kernel (its output dropped): the same BN."""
-    import svformer.snn.norm as norm
+    import svformer.cpu.norm as norm
 
     shape = (4, 3, 5, 6) if channels_last else (4, 3, 6, 5, 5)
     x = torch.randn(shape) * 2 + 0.5

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from svformer import create_model
-from svformer.snn import pool
+from svformer.cpu import pool
 
 N = 1 << 12  # floats per test tensor; the pools below take anything from 1 KB
 
@@ -70,19 +70,16 @@ def test_release_keeps_blocks_in_use(small_pool):
     assert (stats.blocks, stats.free_blocks, stats.bytes) == (1, 0, held.numel() * 4)
 
 
-def test_small_non_cpu_compiled_or_switched_off_requests_bypass_the_pool(small_pool, monkeypatch):
+def test_small_and_non_cpu_requests_bypass_the_pool(small_pool):
     assert small_pool.empty_like(torch.randn(10)).numel() == 10
     small_pool.empty_like(torch.randn(4, N, device="meta"))
     assert small_pool.stats().blocks == 0
-    monkeypatch.setenv("SVFORMER_POOL", "0")
-    small_pool.empty_like(torch.randn(4, N))
-    assert small_pool.stats().blocks == 0
 
 
-def _train(steps=2):
+def _train(use_pool: bool, steps=2):
     torch.manual_seed(0)
     model = create_model("svformer_tiny", embed_dim=(16, 32, 48, 64), depth=(1, 1, 1, 1), head_dim=16,
-                         img_size=64, num_frames=3, v_threshold=0.3).train()
+                         img_size=64, num_frames=3, v_threshold=0.3, accelerate={"pool": use_pool}).train()
     opt = torch.optim.AdamW(model.parameters(), 1e-2)
     for _ in range(steps):
         loss = F.cross_entropy(model(torch.randn(2, 3, 3, 64, 64)), torch.tensor([0, 1]))
@@ -94,12 +91,10 @@ def _train(steps=2):
 
 
 def test_training_through_a_pool_that_recycles_every_output_is_bit_identical(monkeypatch):
-    monkeypatch.setenv("SVFORMER_POOL", "0")
-    params, logits = _train()
-    monkeypatch.setenv("SVFORMER_POOL", "1")
+    params, logits = _train(use_pool=False)
     recycling = pool.BufferPool(min_bytes=0)
     monkeypatch.setattr(pool, "_POOL", recycling)
-    pooled_params, pooled_logits = _train()
+    pooled_params, pooled_logits = _train(use_pool=True)
     stats = recycling.stats()
     assert 0 < stats.blocks < stats.requests  # blocks were recycled
     assert torch.equal(logits, pooled_logits)

@@ -1,0 +1,120 @@
+"""CPU accelerations of the plain spiking core, in one place, behind one switch.
+
+The core (`svformer.snn`, `svformer.models`) is plain PyTorch that autograd differentiates: the path on
+every device and under torch.compile. On the CPU, eager PyTorch spends most of a step outside the
+convolutions and matrix products, in element-wise passes over memory; `accelerate(model, options)`
+swaps in kernels that compute the same function with fewer passes and less memory:
+
+====================  ==========================================================================
+option                what it does
+====================  ==========================================================================
+``neurons``           fused neuron loops, chunk by chunk in cache, one autograd node per layer
+                      (`neuron`, `chunked`): the same spikes as the plain loop
+``norm``              per-step BatchNorm in place, without the permute copies (`norm`)
+``channels_last``     feature maps stored (T, B, H, W, C): PyTorch's fast CPU convolution layout
+``compact_spikes``    spikes saved for the backward as 1 byte instead of 4, exactly (`spikes`)
+``recompute_norm``    BatchNorm outputs that a neuron saves recomputed in the backward (`saved`)
+``pool``              large outputs recycled between steps instead of faulted in afresh (`pool`)
+``huge_pages``        new large outputs on transparent huge pages (`pages`)
+====================  ==========================================================================
+
+Every kernel checks where it runs: on other devices and under torch.compile it falls back to the
+plain computation, so an accelerated model still runs anywhere. ``SVFormer(accelerate=...)`` applies
+this at construction (True: the default options, which are the ones measured to pay on the CPUs here;
+docs/performance.md has the A/B table). The process-wide C allocator setting is separate
+(`allocator.tune_allocator`, the ``svformer --allocator`` option).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, fields
+from functools import partial
+from typing import Callable, Union
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Which CPU accelerations a model uses (see the module docstring)."""
+
+    neurons: bool = True
+    norm: bool = True
+    channels_last: bool = True
+    compact_spikes: bool = True
+    recompute_norm: bool = True
+    pool: bool = True
+    huge_pages: bool = True
+
+    @classmethod
+    def none(cls) -> "Acceleration":
+        return cls(**{f.name: False for f in fields(cls)})
+
+    @classmethod
+    def resolve(cls, spec: Union[bool, "Acceleration", dict]) -> "Acceleration":
+        """True: the defaults; False: none; a dict: the defaults with those options changed."""
+        if isinstance(spec, Acceleration):
+            return spec
+        if isinstance(spec, dict):
+            unknown = set(spec) - {f.name for f in fields(cls)}
+            if unknown:
+                raise ValueError(f"unknown acceleration option(s) {sorted(unknown)}; known: "
+                                 f"{', '.join(f.name for f in fields(cls))}")
+            return cls(**spec)
+        if isinstance(spec, bool):
+            return cls() if spec else cls.none()
+        raise ValueError(f"accelerate must be True, False, a dict of options or an Acceleration, got {spec!r}")
+
+    def allocator(self) -> Callable:
+        """``alloc(like, dtype=None)`` for the large outputs of the accelerated kernels."""
+        if self.pool:
+            from . import pool
+
+            return partial(pool.empty_like, huge_pages=self.huge_pages)
+        if self.huge_pages:
+            from . import pages
+
+            return pages.empty_like
+        return torch.empty_like
+
+
+def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True) -> Acceleration:
+    """Give ``model``'s neurons and per-step BatchNorms the accelerated kernels ``options`` select, and
+    the model its saved-tensor compaction and memory format. Returns the resolved options.
+
+    Works on any module holding svformer neurons and BatchNorms; a model's own switches (``memory_format``,
+    ``saved_tensors``) are set where it has them.
+    """
+    from ..snn.neuron import BaseNeuron
+    from ..snn.norm import TimeBatchNorm, per_step_batch_norm
+    from ..snn.dynamics import reference_multistep
+    from .neuron import NeuronKernel
+    from .norm import PerStepNormKernel
+
+    opts = Acceleration.resolve(options)
+    alloc = opts.allocator()
+    for m in model.modules():
+        if isinstance(m, BaseNeuron):
+            m.kernel = NeuronKernel(alloc, mark=opts.compact_spikes) if opts.neurons else reference_multistep
+        elif isinstance(m, TimeBatchNorm):
+            m.kernel = PerStepNormKernel(alloc, recipe=opts.recompute_norm) if opts.norm else per_step_batch_norm
+    if hasattr(model, "memory_format"):
+        model.memory_format = "channels_last" if opts.channels_last else "contiguous"
+    if hasattr(model, "saved_tensors"):
+        model.saved_tensors = (partial(_compact_saved, opts, alloc)
+                               if opts.compact_spikes or opts.recompute_norm else None)
+    model.acceleration = opts
+    return opts
+
+
+def _compact_saved(opts: Acceleration, alloc: Callable):
+    from .saved import compact_saved
+    from .spikes import compaction_applies
+
+    if not compaction_applies():
+        return contextlib.nullcontext()
+    return compact_saved(opts.compact_spikes, opts.recompute_norm, alloc)
+
+
+__all__ = ["Acceleration", "accelerate"]

@@ -1,0 +1,83 @@
+"""The fused multi-step neuron: one autograd Function over the whole (T, ...) sequence.
+
+The plain loop (`snn.dynamics.reference_multistep`) lets autograd record about ten tensors per time
+step. Here the forward runs the same charge/fire/reset loop without a graph (`chunked.forward`) and
+keeps only the inputs X for the backward, from which `chunked.backward` recomputes what it needs chunk
+by chunk, in cache. Only a two-op recurrence is sequential:
+
+    dL/dH[t]   = dL/dS[t] * g'(H[t] - v_th) + dL/dV[t] * dV[t]/dH[t]
+    dL/dV[t-1] = dL/dH[t] * dH[t]/dV[t-1]
+
+with dV/dH from `snn.dynamics.reset_derivative` and dH/dV = 1 - k (1 for IF).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from ..snn.dynamics import Dynamics, reference_multistep, reset_values
+from ..snn.surrogate import Surrogate
+from . import chunked
+from .layout import time_major
+from .spikes import compaction_applies, mark_spikes
+
+
+class FusedMultiStep(torch.autograd.Function):
+    """``FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, alloc, keep_h)`` -> ``(spike_seq, v_last, h_seq)``.
+
+    The first two carry gradients (``v_last`` so that a sequence split over several calls still
+    backpropagates through the state); ``h_seq``, the pre-reset potentials, is a non-differentiable
+    by-product for diagnostics, empty unless ``keep_h``. ``k`` is sigmoid(w) for PLIF, else None.
+    """
+
+    @staticmethod
+    def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, alloc: Callable, keep_h: bool = False):
+        saved = time_major(x_seq)
+        spike_seq, v, h_seq = chunked.forward(dyn, saved, v0, k, alloc, keep_h=keep_h)
+        if h_seq is None:
+            h_seq = x_seq.new_empty(0)
+        ctx.dyn, ctx.surrogate, ctx.alloc = dyn, surrogate, alloc
+        ctx.k_needs_grad = k is not None and ctx.needs_input_grad[2]
+        ctx.save_for_backward(saved, v0, k)
+        ctx.mark_non_differentiable(h_seq)
+        return spike_seq, v, h_seq
+
+    @staticmethod
+    def backward(ctx, grad_spike, grad_v_last, _grad_h):
+        saved, v0, k = ctx.saved_tensors
+        if grad_spike is None:
+            grad_spike = torch.zeros_like(saved)
+        if grad_v_last is None:
+            grad_v_last = torch.zeros_like(v0)
+        grad_x, grad_v, grad_k = chunked.backward(ctx.dyn, ctx.surrogate, saved, v0, k, grad_spike, grad_v_last,
+                                                  ctx.k_needs_grad, ctx.alloc)
+        return grad_x, grad_v, grad_k, None, None, None, None
+
+
+class NeuronKernel:
+    """A neuron layer's kernel (see `snn.neuron`): the fused chunked loops on CPU tensors outside
+    torch.compile, the plain loop elsewhere; the same spikes either way.
+
+    ``alloc(like)`` makes the large outputs; ``mark``: declare the returned spikes as spikes, so that
+    the layers after them save them as 1 byte (`spikes`, `saved.compact_saved`).
+    """
+
+    def __init__(self, alloc: Callable = torch.empty_like, mark: bool = True):
+        self.alloc, self.mark = alloc, mark
+
+    def __call__(self, dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch.Tensor,
+                 k: Optional[torch.Tensor], store_v_seq: bool = False):
+        if x_seq.device.type != "cpu" or torch.compiler.is_compiling():
+            return reference_multistep(dyn, surrogate, x_seq, v0, k, store_v_seq)
+        needs_graph = torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad
+                                                   or (k is not None and k.requires_grad))
+        if needs_graph:
+            spikes, v, h_seq = FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, self.alloc, store_v_seq)
+        else:  # inference: no autograd node, nothing kept for a backward
+            with torch.no_grad():
+                spikes, v, h_seq = chunked.forward(dyn, x_seq, v0, k, self.alloc, keep_h=store_v_seq)
+        v_seq = reset_values(dyn, h_seq) if store_v_seq else None
+        if self.mark and compaction_applies():
+            mark_spikes(spikes)
+        return spikes, v, v_seq
