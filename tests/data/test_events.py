@@ -25,13 +25,11 @@ def _packet(etype, events_raw, overflow=0):
     return head + b"".join(struct.pack("<Ii", d, t) for d, t in events_raw)
 
 
-def test_round_trip_with_overflow():
+def test_round_trip_with_overflow(tmp_path):
     ev = random_events(10_000, t0=(1 << 31) - 1_000_000)  # crosses the 2^31 us overflow
-    path = "/tmp/_svformer_rt.aedat"
+    path = str(tmp_path / "rt.aedat")
     write_aedat31(path, ev, packet_size=1000)
-    back = read_aedat31(path)
-    os.remove(path)
-    assert np.array_equal(back, ev)
+    assert np.array_equal(read_aedat31(path), ev)
 
 
 def test_hand_written_packets_valid_bits_and_other_types(tmp_path):

@@ -78,7 +78,7 @@ def test_stage_shapes_on_meta_device():
 @pytest.mark.parametrize("variant", [
     dict(neuron="lif"), dict(neuron="if"), dict(surrogate="sigmoid"), dict(v_threshold=0.5),
     dict(norm="shared"), dict(fusion=False), dict(head="avgpool"), dict(drop_path_rate=0.2),
-    dict(accelerate=False), dict(accelerate={"pool": False, "huge_pages": False}), dict(detach_reset=False, v_reset=None),
+    dict(accelerate=False), dict(accelerate={"pool": False, "channels_last": False}), dict(detach_reset=False, v_reset=None),
 ])
 def test_variants_are_arguments(variant):
     model = SVFormer(num_classes=4, **{**SMALL, **variant}).train()

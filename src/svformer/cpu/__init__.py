@@ -15,7 +15,6 @@ option                what it does
 ``compact_spikes``    spikes saved for the backward as 1 byte instead of 4, exactly (`spikes`)
 ``recompute_norm``    BatchNorm outputs that a neuron saves recomputed in the backward (`saved`)
 ``pool``              large outputs recycled between steps instead of faulted in afresh (`pool`)
-``huge_pages``        new large outputs on transparent huge pages (`pages`)
 ====================  ==========================================================================
 
 Every kernel checks where it runs: on other devices and under torch.compile it falls back to the
@@ -45,7 +44,6 @@ class Acceleration:
     compact_spikes: bool = True
     recompute_norm: bool = True
     pool: bool = True
-    huge_pages: bool = True
 
     @classmethod
     def none(cls) -> "Acceleration":
@@ -71,11 +69,7 @@ class Acceleration:
         if self.pool:
             from . import pool
 
-            return partial(pool.empty_like, huge_pages=self.huge_pages)
-        if self.huge_pages:
-            from . import pages
-
-            return pages.empty_like
+            return pool.empty_like
         return torch.empty_like
 
 

@@ -1,10 +1,9 @@
 """Process-level settings that make CPU training faster: the C allocator.
 
-A training step of SVFormer allocates and frees activations of 10-200 MB. glibc's malloc serves blocks
-above its mmap threshold straight from the kernel and gives them back on free, so every step the kernel
-maps and zeroes those pages again: on this project's 2-core machine that is ~500k page faults and about
-a third of the step (docs/performance.md). Raising the mmap and trim thresholds keeps freed blocks in
-the heap, where the next step reuses them. This is the same fix as running PyTorch under
+A training step of SVFormer allocates and frees activations of tens to hundreds of MB. glibc's malloc
+serves blocks above its mmap threshold straight from the kernel and gives them back on free, so every
+step the kernel maps and zeroes those pages again. Raising the mmap and trim thresholds keeps freed
+blocks in the heap, where the next step reuses them. This is the same fix as running PyTorch under
 jemalloc/tcmalloc (Intel's CPU tuning guide), without needing either installed.
 
 The setting is process-wide, so the library never applies it on import: the `svformer` command does
@@ -22,7 +21,7 @@ from typing import Optional
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
-# Blocks up to 1 GiB come from the heap (stage-1 tensors of a batch-2 clip are 51-205 MB), and the heap
+# Blocks up to 1 GiB come from the heap (the paper model's stage-1 tensors are hundreds of MB), and the heap
 # is not trimmed below 2 GiB - 1 of free space (mallopt takes an int).
 MMAP_THRESHOLD = 1 << 30
 TRIM_THRESHOLD = (1 << 31) - 1

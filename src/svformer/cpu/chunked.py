@@ -30,10 +30,9 @@ from ..snn.surrogate import ATan, Surrogate
 from .layout import flat, like, time_major
 
 # Elements per chunk: 128 Ki floats (512 KB) per tensor keeps a step's working set in the two cores' L2
-# and the backward's three recomputed (T, CHUNK) buffers (25 MB at T = 16) in L3, while the per-op
-# overhead (a few microseconds, the real cost here) stays small against the work of a chunk. Measured
-# on the benchmark's PLIF [16, 8, 128, 56, 56] forward+backward: 2^14 0.34 s, 2^15 0.29 s, 2^16 0.185 s,
-# 2^17 0.170 s, 2^18 0.180 s.
+# and the backward's three recomputed (T, CHUNK) buffers in L3, while the per-op overhead (a few
+# microseconds, the real cost at small chunks) stays small against the work of a chunk; it was the
+# fastest of 2^14..2^18 on the neuron benchmark.
 CHUNK = 1 << 17
 
 

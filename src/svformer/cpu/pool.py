@@ -1,21 +1,21 @@
 """Recycled CPU memory for the large tensors svformer's own kernels allocate.
 
 A training step of the paper model allocates about 1 GB of fresh neuron spikes, BatchNorm outputs and
-their gradients (batch 2), and glibc's allocator hands every block above 32 MB back to the kernel when it
-is freed and takes it back the next time, so each step the kernel faults in and zeroes that memory
-again. On the 2-core AMD EPYC VM that cost 0.3-1.2 s per step, even on huge pages (docs/performance.md).
-PyTorch keeps a caching allocator for CUDA but none for the CPU; this is one for svformer's own large
-outputs only, so it changes nothing for the rest of the process (unlike `runtime.tune_allocator`).
+their gradients, and glibc's allocator hands every large block back to the kernel when it is freed and
+takes it back the next time, so each step the kernel faults in and zeroes that memory again. PyTorch
+keeps a caching allocator for CUDA but none for the CPU; this is one for svformer's own large outputs
+only, so it changes nothing for the rest of the process (unlike `allocator.tune_allocator`).
 
 A block is free when the pool holds the only reference to its storage: every tensor handed out (and
-every view of it, or autograd's saved copy of it) holds one more, counted by PyTorch itself
-(``torch._C._storage_Use_Count``, also used by inductor's CUDA-graph trees). Blocks are matched by
+every view of it, or autograd's saved copy of it) holds one more, counted by PyTorch itself. That count
+is a private PyTorch function (``torch._C._storage_Use_Count``, which inductor's CUDA-graph trees use
+too); where a PyTorch release lacks it, the pool steps aside and every request is a new tensor. Blocks are matched by
 exact size, since a model's shapes repeat from step to step. A free block that has not been reused for
 `MAX_IDLE` requests is given back when the pool would otherwise grow (e.g. training blocks during a
 long evaluation with another batch size); `release` gives back every free block at once.
 
 Off the CPU (where PyTorch caches already), under torch.compile, for small tensors and without the
-counter, `empty_like` is `pages.empty_like` (or `torch.empty_like` with ``huge_pages=False``).
+counter, `empty_like` is `torch.empty_like`.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from typing import Dict, List, Optional
 
 import torch
 
-from . import pages
-
+# Below this, a request is served by torch.empty_like: the pool is for the large outputs.
+MIN_BYTES = 8 << 20
 # Requests a free block may go unused before the pool gives it back when it needs to grow: about
 # eight training steps of the paper model (about 130 requests per step).
 MAX_IDLE = 1024
@@ -58,21 +58,19 @@ class PoolStats:
 class BufferPool:
     """CPU buffers of at least ``min_bytes`` recycled by exact size once nothing else references them."""
 
-    def __init__(self, max_idle: int = MAX_IDLE, min_bytes: int = pages.MIN_BYTES):
+    def __init__(self, max_idle: int = MAX_IDLE, min_bytes: int = MIN_BYTES):
         self.max_idle, self.min_bytes = max_idle, min_bytes
         self._blocks: Dict[int, List[_Block]] = {}
         self._requests = 0
         self._lock = threading.Lock()
 
-    def empty_like(self, t: torch.Tensor, dtype: Optional[torch.dtype] = None,
-                   huge_pages: bool = True) -> torch.Tensor:
-        """An uninitialised tensor with `torch.empty_like(t, dtype=dtype)`'s shape, dtype and strides;
-        new blocks on huge pages (`pages`) unless ``huge_pages=False``."""
+    def empty_like(self, t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """An uninitialised tensor with `torch.empty_like(t, dtype=dtype)`'s shape, dtype and strides."""
         dtype = t.dtype if dtype is None else dtype
         if not self._applies(t.device, t.numel() * dtype.itemsize):
-            return pages.empty_like(t, dtype=dtype) if huge_pages else torch.empty_like(t, dtype=dtype)
+            return torch.empty_like(t, dtype=dtype)
         template = torch.empty_like(t, dtype=dtype, device="meta")  # empty_like's strides, no memory
-        storage = self._take(template.untyped_storage().nbytes(), huge_pages)
+        storage = self._take(template.untyped_storage().nbytes())
         return torch.empty(0, dtype=dtype).set_(storage, 0, template.shape, template.stride())
 
     def _applies(self, device: torch.device, nbytes: int) -> bool:
@@ -83,7 +81,7 @@ class BufferPool:
             and not torch.compiler.is_compiling()
         )
 
-    def _take(self, nbytes: int, huge_pages: bool) -> torch.UntypedStorage:
+    def _take(self, nbytes: int) -> torch.UntypedStorage:
         with self._lock:
             self._requests += 1
             for block in self._blocks.get(nbytes, ()):
@@ -92,8 +90,6 @@ class BufferPool:
                     return block.storage
             self._drop_idle()
             buf = torch.empty(nbytes, dtype=torch.uint8)
-            if huge_pages:
-                pages.advise_huge_pages(buf, populate=True)
             self._blocks.setdefault(nbytes, []).append(_Block(buf.untyped_storage(), self._requests))
             return buf.untyped_storage()
 
@@ -128,9 +124,9 @@ class BufferPool:
 _POOL = BufferPool()
 
 
-def empty_like(t: torch.Tensor, dtype: Optional[torch.dtype] = None, huge_pages: bool = True) -> torch.Tensor:
+def empty_like(t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """`BufferPool.empty_like` on the process's pool."""
-    return _POOL.empty_like(t, dtype, huge_pages)
+    return _POOL.empty_like(t, dtype)
 
 
 def release() -> int:

@@ -82,7 +82,7 @@ class BaseNeuron(nn.Module):
                     f"{tuple(x_seq.shape[1:])}; call reset() between sequences of different shapes"
                 )
             # One value broadcast over the step's shape: the backward keeps v0, and a layer's worth of
-            # zeros per neuron would be 43 MB of saved memory in a paper training step.
+            # zeros per neuron would be saved memory for nothing.
             v0 = x_seq.new_full((), self.dynamics.reset_value).expand(x_seq.shape[1:])
         k = self.decay()
         if k is not None:
