@@ -149,6 +149,7 @@ def _config(args):
 
 def cmd_train(args) -> int:
     import json
+    import os
 
     from .engine.trainer import train
 
@@ -157,6 +158,8 @@ def cmd_train(args) -> int:
         summary = train(cfg, resume=args.resume, test=not args.no_test)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"svformer train: {e}")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports
     print(json.dumps({k: v for k, v in summary.items() if k not in ("per_class", "firing_rates")}, indent=1))
     return 0
 

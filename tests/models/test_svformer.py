@@ -159,3 +159,13 @@ def test_torch_compile_captures_the_whole_model_and_matches_eager():
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)  # running statistics
         with torch.no_grad():
             torch.testing.assert_close(compiled.eval()(x), eager.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_one_clip_per_device_is_one_clear_line():
+    # The Conv3d head's BatchNorm3d normalises over the batch: one clip cannot train it.
+    model = SVFormer(num_classes=4, **SMALL).train()
+    with pytest.raises(ValueError, match="needs at least 2 clips per device, got 1: .*head='avgpool'"):
+        model(_clip(model, 1))
+    with torch.no_grad():
+        assert model.eval()(_clip(model, 1)).shape == (1, 4)  # evaluation is fine
+    SVFormer(num_classes=4, head="avgpool", **SMALL).train()(_clip(model, 1)).sum().backward()

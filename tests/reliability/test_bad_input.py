@@ -125,3 +125,9 @@ def test_unreadable_validation_and_test_videos_are_skipped_not_fatal(tmp_path):
     with pytest.warns(RuntimeWarning, match="skipping unreadable sample"):
         summary = train(cfg)
     assert summary["test_num_videos"] == summary["test_total_videos"] - 1 and summary["test_skipped"] >= 1
+
+
+def test_one_clip_per_device_is_refused_before_training(tmp_path):
+    with pytest.raises(SystemExit, match=r"^svformer train: training the Conv3d head needs at least 2 clips per "
+                                         r"device, got 1"):
+        main(["train", "demo", *overrides(tmp_path), "optim.batch_size=1"])

@@ -147,6 +147,10 @@ class Trainer:
             raise ValueError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by the {self.info.world_size} "
                              f"processes")
         self.local_batch = cfg.optim.batch_size // self.info.world_size
+        if getattr(self.module, "head_type", None) == "conv3d" and self.local_batch * cfg.aug.repeats < 2:
+            from ..models.svformer import SMALL_BATCH_MESSAGE
+
+            raise ValueError(SMALL_BATCH_MESSAGE.format(batch=self.local_batch * cfg.aug.repeats))
 
     # ------------------------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int) -> dict:

@@ -24,6 +24,9 @@ from ..snn import NEURONS, TimeBatchNorm, get_surrogate, reset_states
 from .layers import CBlock, LocalPath, PatchEmbed, SABlock
 
 HEADS = ("conv3d", "avgpool")
+SMALL_BATCH_MESSAGE = ("training the Conv3d head needs at least 2 clips per device, got {batch}: its BatchNorm3d "
+                       "normalises each channel over the batch of 1x1x1 maps; use a per-device batch of 2 or more, "
+                       "SyncBatchNorm across devices, or head='avgpool'")
 NORMS = ("per_step", "shared")
 
 
@@ -207,6 +210,8 @@ class SVFormer(nn.Module):
         if self.head_type == "conv3d" and self._feature_size((h, w)) != self.feature_size:
             raise ValueError(f"SVFormer with the Conv3d head was built for img_size={self.img_size}, got "
                              f"{h}x{w} (input shape {tuple(x.shape)})")
+        if self.head_type == "conv3d" and self.training and x.shape[0] < 2:
+            raise ValueError(SMALL_BATCH_MESSAGE.format(batch=x.shape[0]))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: (T, B, C, H, W) -> (T, B, num_features, H/32, W/32), real-valued."""
