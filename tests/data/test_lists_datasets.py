@@ -15,8 +15,14 @@ from .conftest import gradient_video
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball"]
 
 
-def make_ucf(root, groups=(1, 2, 8, 9, 10), clips=2):
-    frames = gradient_video(12, 24, 32)
+def _gradient_avi(path_stem, label, group, clip):
+    write_video(f"{path_stem}.avi", gradient_video(12, 24, 32))
+    return ".avi"
+
+
+def make_ucf(root, groups=(1, 2, 8, 9, 10), clips=2, write=_gradient_avi):
+    """A UCF101 layout of 3 classes (groups 1-7 test, 8+ train); ``write(path_stem, label, group, clip)``
+    writes one video and returns its extension."""
     lists = root / "ucfTrainTestlist"
     lists.mkdir(parents=True)
     (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(UCF_CLASSES)))
@@ -25,8 +31,8 @@ def make_ucf(root, groups=(1, 2, 8, 9, 10), clips=2):
         (root / "UCF-101" / c).mkdir(parents=True)
         for g in groups:
             for k in range(1, clips + 1):
-                rel = f"{c}/v_{c}_g{g:02d}_c{k:02d}.avi"
-                write_video(root / "UCF-101" / rel, frames)
+                rel = f"{c}/v_{c}_g{g:02d}_c{k:02d}"
+                rel += write(root / "UCF-101" / rel, label, g, k)
                 (test if g <= 7 else train).append((rel, label))
     for split in (1, 2, 3):
         (lists / f"trainlist0{split}.txt").write_text("".join(f"{r} {l + 1}\r\n" for r, l in train))

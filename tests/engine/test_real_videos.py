@@ -10,27 +10,15 @@ from svformer.cli import main
 from svformer.data.doctor import check_dataset
 
 from ..data.encode import encode
-
-CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball"]
-
+from ..data.test_lists_datasets import make_ucf
 
 def write_ucf_codecs(root):
     """3 classes x (2 train groups + 1 test group) x 2 clips; clip 1 MPEG-4 AVI, clip 2 H.264 MP4."""
-    lists = root / "ucfTrainTestlist"
-    lists.mkdir(parents=True)
-    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(CLASSES)))
-    train, test = [], []
-    for label, c in enumerate(CLASSES):
-        (root / "UCF-101" / c).mkdir(parents=True)
-        for g in (1, 8, 9):
-            for k, (ext, codec) in enumerate([(".avi", "mpeg4"), (".mp4", "libx264")], start=1):
-                rel = f"{c}/v_{c}_g{g:02d}_c{k:02d}{ext}"
-                encode(root / "UCF-101" / rel, codec=codec, b_frames=2, num_frames=20 + 7 * g + label,
-                       size=(40, 56), gop=8)
-                (test if g <= 7 else train).append((rel, label))
-    (lists / "trainlist01.txt").write_text("".join(f"{r} {lab + 1}\r\n" for r, lab in train))
-    (lists / "testlist01.txt").write_text("".join(f"{r}\r\n" for r, _ in test))
-    return root
+    def write(stem, label, group, clip):
+        ext, codec = [(".avi", "mpeg4"), (".mp4", "libx264")][clip - 1]
+        encode(f"{stem}{ext}", codec=codec, b_frames=2, num_frames=20 + 7 * group + label, size=(40, 56), gop=8)
+        return ext
+    return make_ucf(root, groups=(1, 8, 9), clips=2, write=write)
 
 
 def overrides(tmp_path, root, run):
