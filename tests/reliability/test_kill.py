@@ -13,6 +13,7 @@ import torch
 
 from svformer.config import load_config
 from svformer.engine.checkpoint import load_checkpoint
+from svformer.engine.data import prepare_synthetic
 from svformer.engine.trainer import train
 
 from .helpers import REPO, overrides, svformer
@@ -22,10 +23,18 @@ EPOCHS = 3
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
+    """(seconds the uninterrupted run trains, its last checkpoint, the synthetic data every run here reads)."""
     tmp = tmp_path_factory.mktemp("reference")
+    cfg = load_config("demo", overrides(tmp, "ref", **{"optim.epochs": EPOCHS}))
+    prepare_synthetic(cfg)  # written once: the timed run and the killed ones only read it
     start = time.perf_counter()
-    train(load_config("demo", overrides(tmp, "ref", **{"optim.epochs": EPOCHS})), test=False)
-    return time.perf_counter() - start, load_checkpoint(str(tmp / "ref" / "last.pt"))
+    train(cfg, test=False)
+    return time.perf_counter() - start, load_checkpoint(str(tmp / "ref" / "last.pt")), cfg.data.root
+
+
+def run_args(tmp, reference):
+    return ["train", "demo", *overrides(tmp, "run", **{"optim.epochs": EPOCHS, "data.root": reference[2]}),
+            "--no-test"]
 
 
 def assert_same_run(run, reference_state):
@@ -39,9 +48,9 @@ def assert_same_run(run, reference_state):
     assert not [f for f in os.listdir(run) if f.endswith(".tmp")]
 
 
-def resume(tmp, run_name):
-    run = tmp / run_name
-    args = ["train", "demo", *overrides(tmp, run_name, **{"optim.epochs": EPOCHS}), "--no-test"]
+def resume(tmp, reference):
+    run = tmp / "run"
+    args = run_args(tmp, reference)
     if (run / "last.pt").is_file():
         args += ["--resume", str(run / "last.pt")]
     done = svformer(*args)
@@ -68,26 +77,25 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_kill_mid_checkpoint_then_resume_is_exact(tmp_path, reference):
-    _, ref_state = reference
-    args = ["train", "demo", *overrides(tmp_path, "run", **{"optim.epochs": EPOCHS}), "--no-test"]
-    died = subprocess.run([sys.executable, "-c", KILL_IN_SAVE, *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    ref_state = reference[1]
+    died = subprocess.run([sys.executable, "-c", KILL_IN_SAVE, *run_args(tmp_path, reference)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
     assert died.returncode == -signal.SIGKILL
     run = tmp_path / "run"
     leftovers = [f for f in os.listdir(run) if f.endswith(".tmp")]
     assert leftovers, "the kill did not land inside a checkpoint write"
     assert load_checkpoint(str(run / "last.pt"))["epoch"] == 1  # the good file was never replaced
-    resume(tmp_path, "run")
+    resume(tmp_path, reference)
     assert_same_run(run, ref_state)
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.4, 0.7])
 def test_kill_at_a_random_moment_then_resume_is_exact(tmp_path, reference, fraction):
-    duration, ref_state = reference
-    args = ["train", "demo", *overrides(tmp_path, "run", **{"optim.epochs": EPOCHS}), "--no-test"]
-    proc = subprocess.Popen([sys.executable, "-m", "svformer", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=REPO)
-    # Wait until the run has started (its config is written), then a random share of its length, jittered.
+    duration, ref_state, _ = reference
+    proc = subprocess.Popen([sys.executable, "-m", "svformer", *run_args(tmp_path, reference)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    # Wait until the run has started (its config is written), then a random share of the time the
+    # uninterrupted run trained (the same work: the data is already written), jittered.
     deadline = time.time() + 120
     while not (tmp_path / "run" / "config.yaml").exists() and time.time() < deadline:
         time.sleep(0.02)
@@ -96,5 +104,5 @@ def test_kill_at_a_random_moment_then_resume_is_exact(tmp_path, reference, fract
     assert proc.poll() is None, "the run ended before the kill"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    resume(tmp_path, "run")
+    resume(tmp_path, reference)
     assert_same_run(tmp_path / "run", ref_state)
