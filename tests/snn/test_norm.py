@@ -91,3 +91,18 @@ def test_wrong_T_and_channels():
         bn(torch.randn(16, 2, 5, 3, 3))
     with pytest.raises(ValueError, match="num_steps"):
         TimeBatchNorm(4)
+
+
+def test_forward_step_uses_that_steps_statistics_and_only_in_eval():
+    bn = TimeBatchNorm(3, num_steps=4).eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.arange(12.0))
+        bn.running_var.fill_(4.0)
+    x = torch.randn(4, 2, 3, 5, 5)
+    whole = bn(x)
+    for t in range(4):
+        assert torch.allclose(bn(x[t:t + 1], t), whole[t:t + 1], atol=1e-6)
+    with pytest.raises(ValueError, match="outside the 4 steps"):
+        bn(x[:1], 4)
+    with pytest.raises(RuntimeError, match="eval mode only"):
+        bn.train()(x[:1], 0)

@@ -7,10 +7,13 @@ Every residual branch starts with a spiking neuron and ends with a BatchNorm, so
 carries real values and every conv/linear directly after a neuron receives binary spikes
 (docs/architecture.md). Neurons and norms come in through factories, so a variant (LIF
 instead of PLIF, shared BN, a spikingjelly node for benchmarking) is an argument, not a copy.
+
+Every block takes an optional ``t``: the input is then the single time step ``t`` (streaming), which
+its BatchNorms need to pick that step's statistics (`TimeBatchNorm.forward_step`).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -18,6 +21,11 @@ from torch import nn
 NeuronFactory = Callable[[], nn.Module]
 # norm(num_features, channels_last) -> module over (T, B, C, ...) maps or (T, B, N, C) tokens
 NormFactory = Callable[[int, bool], nn.Module]
+
+
+def _norm(norm: nn.Module, x: torch.Tensor, t: Optional[int]) -> torch.Tensor:
+    """``norm(x)``, or for the single time step ``t`` ``norm(x, t)`` (norms that support streaming)."""
+    return norm(x) if t is None else norm(x, t)
 
 
 class SeqConv2d(nn.Conv2d):
@@ -66,9 +74,9 @@ class Mlp(nn.Module):
         self.fc2 = fc(hidden, dim)
         self.norm2 = norm(dim, tokens)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(self.fc1(self.act1(x)))
-        return self.norm2(self.fc2(self.act2(x)))
+    def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
+        x = _norm(self.norm1, self.fc1(self.act1(x)), t)
+        return _norm(self.norm2, self.fc2(self.act2(x)), t)
 
 
 class CBlock(nn.Module):
@@ -88,10 +96,10 @@ class CBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), neuron, norm, tokens=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
         y = self.conv2(self.attn(self.conv1(self.act1(x))))
-        x = x + self.norm2(self.drop_path(y))
-        return x + self.drop_path(self.mlp(x))
+        x = x + _norm(self.norm2, self.drop_path(y), t)
+        return x + self.drop_path(self.mlp(x, t))
 
 
 class MatMul(nn.Module):
@@ -128,9 +136,9 @@ class SpikingSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.norm2 = norm(dim, True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
         T, B, N, C = x.shape
-        qkv = self.norm1(self.qkv(self.in_lif(x)))  # (T, B, N, 3C), channels [q | k | v], each head-major
+        qkv = _norm(self.norm1, self.qkv(self.in_lif(x)), t)  # (T, B, N, 3C), channels [q | k | v], each head-major
         qkv = qkv.reshape(T, B, N, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
         q = self.q_lif(qkv[0])  # (T, B, h, N, d) spikes
         k = self.k_lif(qkv[1])
@@ -138,7 +146,7 @@ class SpikingSelfAttention(nn.Module):
         context = self.kv_matmul(k.transpose(-2, -1), v)  # (T, B, h, d, d), integer counts
         out = self.q_matmul(q, context) * self.scale  # (T, B, h, N, d)
         out = out.transpose(2, 3).reshape(T, B, N, C)
-        return self.norm2(self.proj(self.proj_lif(out)))
+        return _norm(self.norm2, self.proj(self.proj_lif(out)), t)
 
 
 class SABlock(nn.Module):
@@ -151,11 +159,11 @@ class SABlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), neuron, norm, tokens=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
         T, B, C, H, W = x.shape
         x = x.flatten(3).transpose(-1, -2)  # (T, B, N, C)
-        x = x + self.drop_path(self.attn(x))
-        x = x + self.drop_path(self.mlp(x))
+        x = x + self.drop_path(self.attn(x, t))
+        x = x + self.drop_path(self.mlp(x, t))
         return x.transpose(-1, -2).reshape(T, B, C, H, W)
 
 
@@ -171,10 +179,10 @@ class PatchEmbed(nn.Module):
         self.proj = SeqConv2d(in_chans, dim, kernel, stride=stride, padding=padding)
         self.norm = norm(dim, False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
         if hasattr(self, "in_lif"):
             x = self.in_lif(x)
-        return self.norm(self.proj(x))
+        return _norm(self.norm, self.proj(x), t)
 
 
 class LocalPath(nn.Module):
@@ -188,5 +196,5 @@ class LocalPath(nn.Module):
         self.pwconv = SeqConv2d(in_dim, out_dim, 1)
         self.norm = norm(out_dim, False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.pwconv(self.dwconv(self.lif(x))))
+    def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
+        return _norm(self.norm, self.pwconv(self.dwconv(self.lif(x))), t)

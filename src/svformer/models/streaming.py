@@ -2,8 +2,8 @@
 
 SVFormer's only operations across time are the neurons' membrane potentials and the Conv3d head; every
 other layer works on one time step at a time. `StreamingSVFormer` therefore feeds one frame per call
-through ``forward_features`` with the neuron states kept between calls, uses step t's BatchNorm
-statistics for frame t, and accumulates the Conv3d head's contribution of each frame (its kernel's
+through ``forward_features(frame, t)`` with the neuron states kept between calls (step t's BatchNorm
+statistics for frame t), and accumulates the Conv3d head's contribution of each frame (its kernel's
 slice t). After T frames the logits equal the whole-clip forward's (tests/models/test_streaming.py).
 Memory is the neuron states and one (B, C) accumulator, whatever the video's length.
 
@@ -20,14 +20,13 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..snn import TimeBatchNorm, reset_states
+from ..snn import reset_states
 from .svformer import SVFormer
 
 
 class StreamingSVFormer:
     def __init__(self, model: SVFormer):
         self.model = model.eval()
-        self._norms = [m for m in model.modules() if isinstance(m, TimeBatchNorm)]
         self.reset()
 
     def reset(self) -> None:
@@ -45,13 +44,7 @@ class StreamingSVFormer:
         limit = model.num_frames if model.fixed_steps else None
         if limit is not None and self.steps >= limit:
             raise ValueError(f"this model classifies clips of {limit} frames; call reset() to start the next clip")
-        for norm in self._norms:
-            norm.stream_step = self.steps
-        try:
-            x = model.forward_features(frame.unsqueeze(0))  # (1, B, C', h, w)
-        finally:
-            for norm in self._norms:
-                norm.stream_step = None
+        x = model.forward_features(frame.unsqueeze(0), t=self.steps)  # (1, B, C', h, w)
         if model.head_type == "conv3d":
             spikes = model.head_lif(x)[0]  # (B, C', h, w)
             conv = model.head_conv

@@ -213,21 +213,22 @@ class SVFormer(nn.Module):
         if self.head_type == "conv3d" and self.training and x.shape[0] < 2:
             raise ValueError(SMALL_BATCH_MESSAGE.format(batch=x.shape[0]))
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: (T, B, C, H, W) -> (T, B, num_features, H/32, W/32), real-valued."""
-        x = self.patch_embed1(x)
+    def forward_features(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
+        """Shape: (T, B, C, H, W) -> (T, B, num_features, H/32, W/32), real-valued. ``t``: ``x`` is the
+        single time step ``t`` of a clip (streaming, evaluation only; neuron states carry over)."""
+        x = self.patch_embed1(x, t)
         for blk in self.blocks1:
-            x = blk(x)
-        x = self.patch_embed2(x)
+            x = blk(x, t)
+        x = self.patch_embed2(x, t)
         for blk in self.blocks2:
-            x = blk(x)
-        x = self.patch_embed3(x)
-        x_local = self.local(x) if self.fusion else None
+            x = blk(x, t)
+        x = self.patch_embed3(x, t)
+        x_local = self.local(x, t) if self.fusion else None
         for blk in self.blocks3:
-            x = blk(x)
-        x = self.patch_embed4(x)
+            x = blk(x, t)
+        x = self.patch_embed4(x, t)
         for blk in self.blocks4:
-            x = blk(x)
+            x = blk(x, t)
         if x_local is not None:
             x = torch.cat((x_local, x), dim=2)  # local channels first, as in the authors' code
         return x

@@ -77,8 +77,6 @@ class TimeBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         # Per-step computation, ``kernel(bn, x)``; `svformer.cpu.accelerate` swaps in a faster one.
         self.kernel = per_step_batch_norm
-        # Set by streaming inference: the time step of single-frame inputs (see models/streaming.py).
-        self.stream_step: Optional[int] = None
 
     def _check(self, x: torch.Tensor) -> None:
         min_dim = 3
@@ -102,24 +100,27 @@ class TimeBatchNorm(nn.Module):
             return 1.0 / float(self.num_batches_tracked)
         return 0.0 if self.momentum is None else self.momentum
 
-    def _forward_step(self, x: torch.Tensor) -> torch.Tensor:
-        """One frame (1, B, ...) at step ``stream_step``, with that step's running statistics (eval only)."""
+    def forward_step(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """One frame (1, B, ...) that is time step ``t`` of its sequence, normalised with that step's
+        running statistics (evaluation only: streaming inference)."""
         if self.training:
-            raise RuntimeError("streaming (single-step) BatchNorm works in eval mode only")
-        t = self.stream_step if self.per_step else 0
+            raise RuntimeError("single-step (streaming) BatchNorm works in eval mode only")
+        if x.shape[0] != 1:
+            raise ValueError(f"forward_step takes one time step (1, B, ...), got shape {tuple(x.shape)}")
         if self.per_step and not 0 <= t < self.num_steps:
             raise ValueError(f"time step {t} is outside the {self.num_steps} steps this BatchNorm was built for")
         c = self.num_features
-        part = slice(t * c, (t + 1) * c)
+        part = slice(t * c, (t + 1) * c) if self.per_step else slice(0, c)
         y = x[0].movedim(-1, 1) if self.channels_last else x[0]  # (B, C, ...)
         y = F.batch_norm(y, self.running_mean[part], self.running_var[part], self.weight[part], self.bias[part],
                          False, 0.0, self.eps)
         return (y.movedim(1, -1) if self.channels_last else y).unsqueeze(0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: (T, B, C, ...) or, with channels_last, (T, B, N, C); output has the input's shape."""
-        if self.stream_step is not None and x.shape[0] == 1:
-            return self._forward_step(x)
+    def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
+        """Shape: (T, B, C, ...) or, with channels_last, (T, B, N, C); output has the input's shape.
+        ``t``: ``x`` is the single time step ``t`` (`forward_step`) instead of a whole sequence."""
+        if t is not None:
+            return self.forward_step(x, t)
         self._check(x)
         if self.training:
             self.num_batches_tracked.add_(1)
