@@ -103,7 +103,7 @@ class TrainConfig:
     eval_every: int = 5               # epochs between validation passes
     checkpoint_every: int = 50        # epochs between numbered checkpoints (last.pt is written every epoch)
     max_train_minutes: Optional[float] = None  # stop training early (the demo's time budget)
-    threads: Optional[int] = None     # torch intra-op threads (None: leave torch's default)
+    threads: Optional[int] = None     # compute threads per process (None: OMP_NUM_THREADS, else cores / local processes)
 
 
 def _type_ok(value, tp) -> Tuple[bool, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from typing import Optional
 
@@ -36,6 +37,7 @@ from .evaluate import EvalResult, evaluate
 from .logger import MetricsLogger, plot_confusion, plot_training
 from .optim import build_optimizer, soft_cross_entropy
 from .progress import interactive, progress
+from .resources import plan_threads
 from .runlock import RunLock
 from .schedule import lr_at
 
@@ -97,8 +99,10 @@ def train_step(model: nn.Module, optimizer, clips: torch.Tensor, targets: torch.
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: Optional[str] = None, for_training: bool = True):
         self.cfg = cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        threads, warning = plan_threads(cfg.threads, cfg.data.num_workers)
+        torch.set_num_threads(threads)
+        if warning and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            print(f"svformer: warning: {warning}", file=sys.stderr, flush=True)
         probe = pick_device(cfg.device, DistInfo())
         self.info = init_distributed(probe.type)
         self.device = pick_device(cfg.device, self.info)
