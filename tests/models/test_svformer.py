@@ -169,12 +169,3 @@ def test_one_clip_per_device_is_one_clear_line():
     with torch.no_grad():
         assert model.eval()(_clip(model, 1)).shape == (1, 4)  # evaluation is fine
     SVFormer(num_classes=4, head="avgpool", **SMALL).train()(_clip(model, 1)).sum().backward()
-
-
-@pytest.mark.parametrize("accelerate", [True, False])
-def test_gradients_have_their_parameters_strides(accelerate):
-    # DistributedDataParallel's gradient buckets assume it (else: a stride warning and a copy per step).
-    model = SVFormer(num_classes=4, accelerate=accelerate, **SMALL).train()
-    model(_clip(model)).square().sum().backward()
-    for name, p in model.named_parameters():
-        assert p.grad.stride() == p.stride(), name

@@ -95,24 +95,11 @@ def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True
             m.kernel = PerStepNormKernel(alloc, recipe=opts.recompute_norm) if opts.norm else per_step_batch_norm
     if hasattr(model, "memory_format"):
         model.memory_format = "channels_last" if opts.channels_last else "contiguous"
-    # Convolution weights in the maps' layout: their gradients then come out with the parameters' own
-    # strides, which DistributedDataParallel's gradient buckets expect (no stride warning, no copy).
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.data = _weight_layout(m.weight.data, opts.channels_last)
     if hasattr(model, "saved_tensors"):
         model.saved_tensors = (partial(_compact_saved, opts, alloc)
                                if opts.compact_spikes or opts.recompute_norm else None)
     model.acceleration = opts
     return opts
-
-
-def _weight_layout(w: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """``w`` (O, I, kH, kW) with channels-last strides, spelled out: for 1x1 kernels PyTorch counts the
-    default strides as channels-last too, but gradients come out with these."""
-    o, i, h, k = w.shape
-    strides = (h * k * i, 1, k * i, i) if channels_last else (i * h * k, h * k, k, 1)
-    return torch.empty_strided(w.shape, strides, dtype=w.dtype, device=w.device).copy_(w)
 
 
 def _compact_saved(opts: Acceleration, alloc: Callable):
