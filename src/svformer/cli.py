@@ -153,11 +153,7 @@ def cmd_train(args) -> int:
 
     from .engine.trainer import train
 
-    cfg = _config(args)
-    try:
-        summary = train(cfg, resume=args.resume, test=not args.no_test)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"svformer train: {e}")
+    summary = train(_config(args), resume=args.resume, test=not args.no_test)  # errors: one line, in `main`
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports
     print(json.dumps({k: v for k, v in summary.items() if k not in ("per_class", "firing_rates")}, indent=1))
@@ -168,21 +164,19 @@ def cmd_test(args) -> int:
     import json
     import os
 
-    from .config import ConfigError, load_config
+    from .config import load_config
     from .engine.checkpoint import load_checkpoint
     from .engine.trainer import Trainer
 
-    try:
-        state = load_checkpoint(args.checkpoint)
-        cfg = load_config(None, args.set, base=state["config"])
-        # Testing reads the data as it is: it never writes a dataset (synthetic or not) nor the run's config.
-        cfg.data.synthetic = None
-        cfg.output_dir = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
-        trainer = Trainer(cfg, for_training=False)
-        trainer.load_weights(state, args.checkpoint)
-        result = trainer.evaluate(trainer.data.test, "test")
-    except (FileNotFoundError, ValueError, ConfigError) as e:
-        raise SystemExit(f"svformer test: {e}")
+    # Bad checkpoints, configs and data end in one line, in `main`.
+    state = load_checkpoint(args.checkpoint)
+    cfg = load_config(None, args.set, base=state["config"])
+    # Testing reads the data as it is: it never writes a dataset (synthetic or not) nor the run's config.
+    cfg.data.synthetic = None
+    cfg.output_dir = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
+    trainer = Trainer(cfg, for_training=False)
+    trainer.load_weights(state, args.checkpoint)
+    result = trainer.evaluate(trainer.data.test, "test")
     os.makedirs(cfg.output_dir, exist_ok=True)
     from .engine.logger import plot_confusion
 

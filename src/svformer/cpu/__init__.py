@@ -98,7 +98,6 @@ def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True
     if hasattr(model, "saved_tensors"):
         model.saved_tensors = (partial(_compact_saved, opts, alloc)
                                if opts.compact_spikes or opts.recompute_norm else None)
-    model.acceleration = opts
     return opts
 
 

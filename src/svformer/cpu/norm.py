@@ -45,21 +45,12 @@ def _affine_into(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, chan
     return out
 
 
-def _stats_without_output(device: torch.device) -> bool:
-    """Whether `torch.batch_norm_update_stats` is used (CPU only: the one device it is tested on here)."""
-    return device.type == "cpu"
-
-
 def _batch_stats(x_t: torch.Tensor, running_mean, running_var, momentum: float, eps: float):
-    """Mean and 1/sqrt(var + eps) of one time step's batch, updating the running statistics as BatchNorm
-    does (the unbiased variance). On the CPU without computing an output (the library's
-    `batch_norm_update_stats`, as fast as the statistics pass of its BatchNorm; `var_mean` is 20x
-    slower); elsewhere through the BatchNorm kernel, whose output is dropped."""
-    if _stats_without_output(x_t.device):
-        mean, var = torch.batch_norm_update_stats(x_t, running_mean, running_var, momentum)  # biased var
-        return mean, (var.double() + eps).rsqrt().to(var.dtype)  # in double, as the BN kernel
-    _, mean, invstd = torch.native_batch_norm(x_t, None, None, running_mean, running_var, True, momentum, eps)
-    return mean, invstd
+    """Mean and 1/sqrt(var + eps) of one time step's batch (this kernel runs on CPU tensors only),
+    updating the running statistics as BatchNorm does (the unbiased variance), without computing an
+    output: the library's `batch_norm_update_stats`, as fast as the statistics pass of its BatchNorm."""
+    mean, var = torch.batch_norm_update_stats(x_t, running_mean, running_var, momentum)  # biased var
+    return mean, (var.double() + eps).rsqrt().to(var.dtype)  # in double, as the BN kernel
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: no element-wise tensor comparison

@@ -58,13 +58,18 @@ def claim_root(root: str, signature: str) -> bool:
                                      f"reading it): remove the folder or choose another data.root")
     elif os.path.isdir(root) and os.listdir(root):
         legacy = os.path.join(root, ".complete")  # datasets written before the marker existed
-        if not (os.path.isfile(legacy) and open(legacy).read() == signature):
+        if not (os.path.isfile(legacy) and _read(legacy) == signature):
             raise SyntheticRootError(f"{root} holds files svformer did not write; the synthetic dataset is only "
                                      f"written into a new or empty folder (choose another data.root)")
         return True
     os.makedirs(root, exist_ok=True)
     _write_marker(marker, signature, complete=False)
     return False
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
 
 
 def finish_root(root: str, signature: str) -> None:

@@ -157,6 +157,16 @@ class VideoReader:
             frames = self._decode(wanted, None)
         return np.stack([frames[i] for i in indices])
 
+    def _indexed_frames(self, seek_to: Optional[int]):
+        """(frame index, decoded frame) in the decoder's output order, from ``seek_to`` (a timestamp;
+        None: the start). Frames whose timestamp is not in the index (decoder artefacts, not frames of
+        the file) are left out."""
+        self._container.seek(0 if seek_to is None else seek_to, stream=self._stream, backward=True, any_frame=False)
+        for count, frame in enumerate(self._container.decode(self._stream)):
+            idx = count if self.index.pts is None else self._position.get(frame.pts, -1)
+            if idx >= 0:
+                yield idx, frame
+
     def _decode(self, wanted: List[int], seek_to: Optional[int]) -> dict:
         """Decode from ``seek_to`` (a timestamp; None: the start) until every wanted frame is seen.
 
@@ -168,15 +178,7 @@ class VideoReader:
         pending, frames = set(wanted), {}
         last_good = -1
         try:
-            self._container.seek(0 if seek_to is None else seek_to, stream=self._stream, backward=True,
-                                 any_frame=False)
-            for count, frame in enumerate(self._container.decode(self._stream)):
-                if self.index.pts is None:
-                    idx = count
-                else:
-                    idx = self._position.get(frame.pts, -1)
-                    if idx < 0:
-                        continue  # a frame without a known timestamp: a decoder artefact, not a frame of the file
+            for idx, frame in self._indexed_frames(seek_to):
                 if seek_to is not None and idx > min(pending):
                     return frames
                 last_good = idx
@@ -206,11 +208,7 @@ class VideoReader:
 
         expected = 0
         try:
-            self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
-            for count, frame in enumerate(self._container.decode(self._stream)):
-                idx = count if self.index.pts is None else self._position.get(frame.pts, -1)
-                if idx < 0:
-                    continue
+            for idx, _ in self._indexed_frames(None):
                 if idx != expected:
                     break
                 expected += 1
