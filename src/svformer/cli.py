@@ -3,7 +3,9 @@
     svformer demo
     svformer train ucf101 data.root=/data/ucf101 [--resume runs/ucf101/last.pt]
     svformer test runs/ucf101/best.pt
-    svformer predict runs/ucf101/best.pt video.avi
+    svformer predict runs/ucf101/best.pt video.avi          (or an exported model.onnx)
+    svformer export runs/ucf101/best.pt --out model.onnx [--kind stream]
+    svformer stream step.onnx video.avi [--every 4] [--json frames.json]
     svformer list-models
     svformer info svformer_paper [--batch 1] [--set num_classes=51 ...]
     svformer energy --model svformer_paper --firing-rates authors-ucf101 --json out.json --plots plots/
@@ -209,6 +211,24 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export.formats import export_checkpoint
+
+    print(f"svformer export: tracing the {args.kind} model from {args.checkpoint} (the paper model takes about "
+          f"two minutes)", file=sys.stderr, flush=True)
+    out = export_checkpoint(args.checkpoint, args.out, args.format, args.kind)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_stream(args) -> int:
+    from .engine.stream import run_stream
+
+    run_stream(args.model, args.input, every=args.every, topk=args.topk, json_path=args.json,
+               max_frames=args.max_frames)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .engine.demo import run_demo
 
@@ -244,11 +264,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for results and plots (default: the checkpoint's folder)")
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("predict", help="top-k classes of one video (or AEDAT file) with a checkpoint")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("predict", help="top-k classes of one video (or AEDAT file) with a checkpoint or .onnx file")
+    p.add_argument("checkpoint", help="a training checkpoint (.pt) or an exported model (.onnx)")
     p.add_argument("input", help="a video file, or an .aedat recording for event models")
     p.add_argument("--topk", type=_positive_int, default=5, help="classes to print (default 5)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint for deployment (ONNX: whole clip or frame by frame)",
+                       description="Write a checkpoint's model as an ONNX file that ONNX Runtime (or any ONNX "
+                                   "runtime) runs without PyTorch; see docs/deploy.md.")
+    p.add_argument("checkpoint", help="an svformer training checkpoint")
+    p.add_argument("--out", required=True, help="output file (model.onnx)")
+    p.add_argument("--format", default="onnx", choices=("onnx", "nir"), help="onnx (default); nir explains why not")
+    p.add_argument("--kind", default="clip", choices=("clip", "stream"),
+                   help="clip: (B, C, T, H, W) -> logits (default); stream: one frame per call, states as inputs "
+                        "and outputs (for svformer stream and live use)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("stream", help="classify a video or camera frame by frame, with per-frame latency",
+                       description="Feeds a video file or camera device (/dev/video0) to the model one frame at "
+                                   "a time in windows of one clip, printing the running top class and latency.")
+    p.add_argument("model", help="a training checkpoint (.pt) or a step model exported with --kind stream (.onnx)")
+    p.add_argument("input", help="a video file FFmpeg reads, or a V4L2 camera device such as /dev/video0")
+    p.add_argument("--every", type=_positive_int, default=1, help="print every k-th model step (default 1)")
+    p.add_argument("--topk", type=_positive_int, default=5, help="classes of each clip's final result (default 5)")
+    p.add_argument("--json", metavar="OUT.json", help="write every frame's and clip's result")
+    p.add_argument("--max-frames", type=_positive_int, help="stop after this many source frames (cameras)")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("demo", help="train svformer_tiny on synthetic motion videos on the CPU and report",
                        description="Generates the synthetic motion dataset (cached), trains svformer_tiny on "

@@ -1,15 +1,24 @@
-"""Classify one video file (or AEDAT file, for event models) with a training checkpoint."""
+"""Classify one file with a trained model: a training checkpoint (PyTorch) or an exported `.onnx` file
+(ONNX Runtime). Both load as a `Classifier`, so `predict` and `stream` treat them alike."""
 from __future__ import annotations
 
 import os
-from typing import List, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Tuple
 
 import numpy as np
 import torch
 
-from ..config import from_dict
+from ..config import TrainConfig, from_dict
 from .checkpoint import load_checkpoint
 from .trainer import build_model
+
+
+def _model_geometry(cfg: TrainConfig) -> Tuple[int, int]:
+    """(in_chans, img_size) of the model a config trains."""
+    if cfg.data.dataset == "dvs128_gesture":
+        return 2, 128 // cfg.data.downsample
+    return 3, cfg.data.crop_size
 
 
 def load_trained(checkpoint: str, device: str = "cpu"):
@@ -17,24 +26,65 @@ def load_trained(checkpoint: str, device: str = "cpu"):
     state = load_checkpoint(checkpoint)
     cfg = from_dict(state["config"])
     names = state["class_names"]
-    in_chans = 2 if cfg.data.dataset == "dvs128_gesture" else 3
-    img = 128 // cfg.data.downsample if in_chans == 2 else cfg.data.crop_size
+    in_chans, img = _model_geometry(cfg)
     model = build_model(cfg, len(names), in_chans, img)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), cfg, names
 
 
-@torch.no_grad()
-def predict_file(checkpoint: str, path: str, topk: int = 5, device: str = "cpu") -> List[Tuple[str, float]]:
-    """Top-k (class, probability) for one file: a video through the config's test views (logits summed),
-    or an AEDAT 3.1 recording (all its events as one sample)."""
-    if topk < 1:
-        raise ValueError(f"topk must be at least 1, got {topk}")
+@dataclass
+class Classifier:
+    """A trained model with what classifying a file needs: ``model(clips) -> logits`` on (B, C, T, H, W)
+    normalised clips, ``streamer()`` for frame-by-frame use (``step(frame) -> logits``, ``reset()``), the
+    training config (data settings: frames, sampling, crops) and the class names."""
+
+    model: Callable[[torch.Tensor], torch.Tensor]
+    streamer: Callable[[], object]
+    cfg: TrainConfig
+    names: List[str]
+    device: str = "cpu"
+
+
+def load_classifier(path: str, device: str = "cpu") -> Classifier:
+    """A checkpoint (``.pt``) or an exported ONNX file (``.onnx``) as a `Classifier`."""
+    if path.lower().endswith(".onnx"):
+        from ..export.runtime import OnnxSVFormer
+
+        model = OnnxSVFormer(path)
+        cfg = from_dict(model.config) if model.config else _config_for(model)
+        return Classifier(model, model.streamer, cfg, model.class_names)
+    from ..models.streaming import StreamingSVFormer
+
+    model, cfg, names = load_trained(path, device)
+    return Classifier(model, lambda: StreamingSVFormer(model), cfg, names, device)
+
+
+def _config_for(model) -> TrainConfig:
+    """Data settings for an ONNX file exported without a training config: its T and input size, the
+    default sampling and views."""
+    data = {"num_frames": model.num_frames, "crop_size": model.img_size[0]}
+    if model.in_chans == 2:
+        data.update(dataset="dvs128_gesture", downsample=128 // model.img_size[0])
+    return from_dict({"data": data})
+
+
+def _check_input(path: str) -> None:
     if os.path.isdir(path):
         raise ValueError(f"{path} is a folder; give one video file (svformer test evaluates a dataset)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"input file not found: {path}")
-    model, cfg, names = load_trained(checkpoint, device)
+
+
+@torch.no_grad()
+def predict_file(model_path: str, path: str, topk: int = 5, device: str = "cpu") -> List[Tuple[str, float]]:
+    """Top-k (class, probability) for one file with a checkpoint or an exported ``.onnx`` model: a video
+    through the config's test views (logits summed), or an AEDAT 3.1 recording (all its events as one
+    sample)."""
+    if topk < 1:
+        raise ValueError(f"topk must be at least 1, got {topk}")
+    _check_input(path)
+    clf = load_classifier(model_path, device)
+    cfg = clf.cfg
     if path.lower().endswith(".aedat"):
         from ..data.events import events_to_frames, read_aedat31
 
@@ -52,7 +102,12 @@ def predict_file(checkpoint: str, path: str, topk: int = 5, device: str = "cpu")
         with VideoReader(path) as reader:
             views = sampler(len(reader))
             clips = torch.stack([transform(to_float_clip(reader.read(v.indices)), v.spatial_index) for v in views])
-    logits = model(clips.to(device)).float().sum(0)
-    probs = torch.softmax(logits, -1).cpu().numpy()
-    order = np.argsort(-probs)[: min(topk, len(names))]
+    logits = clf.model(clips.to(device)).float().sum(0)
+    return top_classes(logits, clf.names, topk)
+
+
+def top_classes(logits: torch.Tensor, names: List[str], topk: int) -> List[Tuple[str, float]]:
+    """The ``topk`` (class, probability) pairs of one sample's logits (classes,)."""
+    probs = torch.softmax(logits.float(), -1).cpu().numpy()
+    order = np.argsort(-probs, kind="stable")[: min(topk, len(names))]
     return [(names[i], float(probs[i])) for i in order]

@@ -24,6 +24,26 @@ from ..snn import reset_states
 from .svformer import SVFormer
 
 
+def head_step(model: SVFormer, features: torch.Tensor, t, acc: Optional[torch.Tensor]):
+    """The head on one time step: add step ``t``'s part to the accumulator ``acc`` (None at t = 0) and
+    classify the steps 0..t. ``features``: (1, B, F, h, w) from ``forward_features(frame, t)``; ``t`` an
+    int or an int64 tensor of one element (exported step graphs). Returns (logits (B, classes), acc
+    (B, F, 1, 1))."""
+    if model.head_type == "conv3d":
+        spikes = model.head_lif(features)[0]  # (B, F, h, w)
+        conv = model.head_conv
+        index = torch.as_tensor(t, dtype=torch.long, device=spikes.device).reshape(1)
+        kernel = conv.weight.index_select(2, index).squeeze(2)  # step t's slice of the Conv3d kernel
+        part = F.conv2d(spikes, kernel, None, groups=conv.groups)  # (B, F, 1, 1)
+        acc = part if acc is None else acc + part
+        pooled = model.head_norm((acc + conv.bias.view(1, -1, 1, 1)).unsqueeze(2)).flatten(1)
+    else:
+        part = features[0].mean(dim=(2, 3), keepdim=True)
+        acc = part if acc is None else acc + part
+        pooled = (acc / (torch.as_tensor(t, dtype=acc.dtype) + 1)).flatten(1)
+    return model.head(pooled), acc
+
+
 class StreamingSVFormer:
     def __init__(self, model: SVFormer):
         self.model = model.eval()
@@ -44,17 +64,7 @@ class StreamingSVFormer:
         limit = model.num_frames if model.fixed_steps else None
         if limit is not None and self.steps >= limit:
             raise ValueError(f"this model classifies clips of {limit} frames; call reset() to start the next clip")
-        x = model.forward_features(frame.unsqueeze(0), t=self.steps)  # (1, B, C', h, w)
-        if model.head_type == "conv3d":
-            spikes = model.head_lif(x)[0]  # (B, C', h, w)
-            conv = model.head_conv
-            part = F.conv2d(spikes, conv.weight[:, :, self.steps], None, groups=conv.groups)  # (B, C', 1, 1)
-        else:
-            part = x[0].mean(dim=(2, 3), keepdim=True)
-        self._acc = part if self._acc is None else self._acc + part
+        x = model.forward_features(frame.unsqueeze(0), t=self.steps)  # (1, B, F, h, w)
+        logits, self._acc = head_step(model, x, self.steps, self._acc)
         self.steps += 1
-        if model.head_type == "conv3d":
-            pooled = model.head_norm((self._acc + model.head_conv.bias.view(1, -1, 1, 1)).unsqueeze(2)).flatten(1)
-        else:
-            pooled = (self._acc / self.steps).flatten(1)
-        return model.head(pooled)
+        return logits

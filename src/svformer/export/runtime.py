@@ -1,0 +1,112 @@
+"""Run an exported SVFormer on ONNX Runtime with the interface of the PyTorch model.
+
+    model = OnnxSVFormer("clip.onnx")        # or a step model ("stream" kind)
+    logits = model(clips)                    # (B, C, T, H, W) -> (B, classes), torch tensors
+    stream = model.streamer()                # step models: one frame per call, constant memory
+    logits = stream.step(frame)              # (B, C, H, W) -> logits of the frames since reset()
+
+A step model also classifies whole clips (T calls); a clip model cannot stream.
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from .onnx import read_metadata
+
+
+def _session(path: str, threads: Optional[int]):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("running an .onnx model needs onnxruntime: pip install 'svformer[export]'") from None
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ValueError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
+
+
+class OnnxSVFormer:
+    """An exported svformer model on ONNX Runtime (CPU).
+
+    Attributes from the file's metadata: ``kind`` ('clip' or 'stream'), ``class_names``, ``num_frames``,
+    ``in_chans``, ``img_size`` (H, W), ``mean``/``std``, ``config`` (the training config as a dict)."""
+
+    def __init__(self, path: str, threads: Optional[int] = None):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"ONNX file not found: {path}")
+        meta = read_metadata(path)
+        self.path = path
+        self.kind = meta["kind"]
+        self.class_names: List[str] = list(meta["class_names"])
+        self.num_classes = len(self.class_names)
+        self.num_frames = int(meta["num_frames"])
+        self.in_chans = int(meta["in_chans"])
+        self.img_size = tuple(meta["input_size"])
+        self.mean, self.std = tuple(meta["mean"]), tuple(meta["std"])
+        self.config = dict(meta.get("config") or {})
+        self.states = meta.get("states", [])
+        self.acc_shape = meta.get("acc_shape")
+        self.session = _session(path, threads)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        want = (self.in_chans, self.num_frames, *self.img_size)
+        if x.dim() != 5 or tuple(x.shape[1:]) != want:
+            raise ValueError(f"{self.path} classifies clips of shape (B, {', '.join(map(str, want))}), got "
+                             f"{tuple(x.shape)}")
+
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) normalised clips -> (B, classes) logits."""
+        self.check_input(clips)
+        if self.kind == "clip":
+            out = self.session.run(["logits"], {"clip": clips.detach().float().cpu().numpy()})[0]
+            return torch.from_numpy(out)
+        stream = self.streamer()
+        for t in range(self.num_frames):
+            logits = stream.step(clips[:, :, t])
+        return logits
+
+    def streamer(self) -> "OnnxStream":
+        if self.kind != "stream":
+            raise ValueError(f"{self.path} is a whole-clip model; export a step model to stream "
+                             f"(svformer export CHECKPOINT --kind stream)")
+        return OnnxStream(self)
+
+
+class OnnxStream:
+    """Frame-by-frame classification with an exported step model; the states live here, as arrays."""
+
+    def __init__(self, model: OnnxSVFormer):
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps = 0
+        self._states = None
+        self._acc = None
+
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) normalised frame -> (B, classes) logits of the frames seen since `reset`."""
+        m = self.model
+        if frame.dim() != 4 or tuple(frame.shape[1:]) != (m.in_chans, *m.img_size):
+            raise ValueError(f"{m.path} takes frames of shape (B, {m.in_chans}, {m.img_size[0]}, {m.img_size[1]}), "
+                             f"got {tuple(frame.shape)}")
+        if self.steps >= m.num_frames:
+            raise ValueError(f"this model classifies clips of {m.num_frames} frames; call reset() to start the next clip")
+        x = frame.detach().float().cpu().numpy()
+        b = x.shape[0]
+        if self._states is None:
+            self._states = [np.full([b, *s["shape"][1:]], s["reset"], np.float32) for s in m.states]
+            self._acc = np.zeros([b, *m.acc_shape[1:]], np.float32)
+        feed = {"frame": x, "step": np.array([self.steps], np.int64), "acc": self._acc}
+        feed.update({s["name"]: v for s, v in zip(m.states, self._states)})
+        logits, self._acc, *self._states = m.session.run(None, feed)
+        self.steps += 1
+        return torch.from_numpy(logits)
