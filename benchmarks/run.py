@@ -10,6 +10,10 @@ keys below) and with `svformer.cpu.allocator.tune_allocator` (``svformer --alloc
 to both sides alike - a large share of a step under the default allocator can be the kernel mapping and
 zeroing freed memory again, which the tuned allocator removes for the reference too.
 
+Deployment rows (unless ``--no-onnx``): the paper model exported to ONNX (`svformer.export`, once per
+run) classifies a clip on ONNX Runtime, and both runtimes stream frame by frame (`StreamingSVFormer`
+and the exported step model), batch 1, per-frame latency over several clips.
+
 ``--ab`` then measures, with the default allocator, svformer with each CPU acceleration switched off
 in turn (`svformer.cpu.Acceleration`) and the plain model (all off): keys ``ab_<option>`` hold the
 training step, clip and training peak of that variant over svformer's with everything on (above 1:
@@ -29,7 +33,9 @@ train_first_step_speedup and inference_first_speedup for the first, cold run of 
 faults and lazy initialisation included: what a user's first step costs); train_step_speedup_bound and
 inference_speedup_bound, the reference's time over svformer's time in convolutions and matrix products
 alone (`dense.py`: what the ratio would be if everything else took no time); the same with the suffix
-``_tuned_allocator``.
+``_tuned_allocator``. Deployment keys: inference_speedup_onnx (reference over ONNX Runtime, one clip),
+inference_speedup_best (the faster runtime's), streaming_latency_ms_p50 and streaming_latency_ms_p95 (the
+runtime with the lower median), streaming_latency_ms_p50_pytorch / _onnx and the p95 of each.
 """
 from __future__ import annotations
 
@@ -59,7 +65,48 @@ def _model(kind: str, frames: int, size: int):
     return create_model("svformer_paper", num_frames=frames, img_size=size, accelerate=accelerate)
 
 
-def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: int, dense: bool = True) -> dict:
+def stream_latency(kind: str, frames: int, size: int, onnx_dir: str, clips: int = 4) -> dict:
+    """Per-frame latency of streaming (batch 1): PyTorch's `StreamingSVFormer` ('svformer') or the exported
+    step model on ONNX Runtime ('onnx'). The first clip warms up; the rest are measured."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    if kind == "onnx":
+        from svformer.export.runtime import OnnxSVFormer
+
+        stream = OnnxSVFormer(os.path.join(onnx_dir, "step.onnx")).streamer()
+    else:
+        from svformer import StreamingSVFormer
+
+        stream = StreamingSVFormer(_model(kind, frames, size).eval())
+    x = torch.randn(1, 3, frames, size, size)
+    lat = []
+    for _ in range(clips):
+        stream.reset()
+        for t in range(frames):
+            start = time.perf_counter()
+            stream.step(x[:, :, t])
+            lat.append(time.perf_counter() - start)
+    ms = 1e3 * np.array(lat[frames:])
+    return {"seconds": float(np.median(ms)) / 1e3, "p50_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
+            "peak_mb": peak_mb(), "first_seconds": lat[0]}
+
+
+def export_onnx_models(frames: int, size: int, folder: str) -> None:
+    """The paper model (random weights: speed does not depend on them) as clip.onnx and step.onnx."""
+    import torch
+
+    from svformer.export import export_onnx
+
+    torch.manual_seed(0)
+    model = _model("svformer", frames, size).eval()
+    export_onnx(model, os.path.join(folder, "clip.onnx"))
+    export_onnx(model, os.path.join(folder, "step.onnx"), kind="stream")
+
+
+def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: int, dense: bool = True,
+            onnx_dir: str = "") -> dict:
     """Runs in a child process: median seconds of ``task``, this process's peak RSS in MB, the first
     (cold) run's seconds and the seconds of its convolutions and matrix products (`dense.profile_dense`,
     two more runs under the profiler).
@@ -69,8 +116,15 @@ def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: in
     """
     import torch
 
+    if task == "stream":
+        return stream_latency(kind, frames, size, onnx_dir)
     torch.manual_seed(0)
-    model = _model(kind, frames, size)
+    if kind == "onnx":
+        from svformer.export.runtime import OnnxSVFormer
+
+        model = OnnxSVFormer(os.path.join(onnx_dir, "clip.onnx"))
+    else:
+        model = _model(kind, frames, size)
     x = torch.randn(batch, 3, frames, size, size)
     if task in ("train", "train_bf16"):
         opt = torch.optim.AdamW(model.parameters(), 1e-4)
@@ -85,7 +139,8 @@ def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: in
             loss.backward()
             opt.step()
     else:
-        model.eval()
+        if kind != "onnx":
+            model.eval()
         x = x[:1]
 
         def run():
@@ -128,7 +183,7 @@ def peak_mb() -> float:
 def _child(task, kind, allocator, args) -> dict:
     cmd = [sys.executable, __file__, "--child", task, kind, allocator, "--batch", str(args.batch),
            "--frames", str(args.frames), "--size", str(args.size), "--repeat", str(args.repeat),
-           "--neuron-shape", *map(str, args.neuron_shape)]
+           "--neuron-shape", *map(str, args.neuron_shape), "--onnx-dir", args.onnx_dir or ""]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"benchmark child {task}/{kind}/{allocator} failed:\n{out.stderr}")
@@ -146,7 +201,8 @@ def _run_child(task, kind, allocator, args) -> dict:
         from neuron import run as neuron_run
 
         return neuron_run(tuple(args.neuron_shape), args.repeat)
-    return measure(task, kind, args.batch, args.frames, args.size, args.repeat, dense=not kind.startswith(("no-", "plain")))
+    return measure(task, kind, args.batch, args.frames, args.size, args.repeat,
+                   dense=not kind.startswith(("no-", "plain", "onnx")) and task != "stream", onnx_dir=args.onnx_dir)
 
 
 def matmul_gflops() -> float:
@@ -206,6 +262,17 @@ def _keys(rows: dict, neuron: dict, floor: float, suffix: str) -> dict:
         f"inference_speedup_bound{suffix}": rows[("infer", "reference")]["seconds"]
         / rows[("infer", "svformer")]["dense_seconds"],
     }
+    if ("infer", "onnx") in rows:
+        keys[f"inference_speedup_onnx{suffix}"] = ratio("infer", "reference", "onnx")
+        keys[f"inference_speedup_best{suffix}"] = max(keys[f"inference_speedup{suffix}"],
+                                                      keys[f"inference_speedup_onnx{suffix}"])
+        streams = {"pytorch": rows[("stream", "svformer")], "onnx": rows[("stream", "onnx")]}
+        for name, row in streams.items():
+            keys[f"streaming_latency_ms_p50_{name}{suffix}"] = row["p50_ms"]
+            keys[f"streaming_latency_ms_p95_{name}{suffix}"] = row["p95_ms"]
+        best = min(streams.values(), key=lambda row: row["p50_ms"])
+        keys[f"streaming_latency_ms_p50{suffix}"] = best["p50_ms"]
+        keys[f"streaming_latency_ms_p95{suffix}"] = best["p95_ms"]
     if ("train_bf16", "svformer") in rows:
         keys[f"train_step_speedup_bf16{suffix}"] = ratio("train_bf16", "reference", "svformer")
         keys[f"train_peak_memory_ratio_bf16{suffix}"] = \
@@ -217,7 +284,12 @@ TARGETS = {"neuron_speedup": ">= 8", "train_step_speedup": ">= 3", "train_step_s
            "train_peak_memory_ratio": "<= 0.5", "inference_speedup": ">= 2.5", "inference_speedup_bound": "",
            "train_step_speedup_bf16": "",
            "train_peak_memory_ratio_bf16": "", "inference_floor_fraction": "",
-           "train_first_step_speedup": "", "inference_first_speedup": ""}
+           "train_first_step_speedup": "", "inference_first_speedup": "",
+           "inference_speedup_onnx": "", "inference_speedup_best": ">= 1.8"}
+# Latencies in milliseconds: printed with the ratios, not drawn on their axis.
+LATENCY_TARGETS = {"streaming_latency_ms_p50": "<= 40", "streaming_latency_ms_p95": "<= 40",
+                   "streaming_latency_ms_p50_pytorch": "", "streaming_latency_ms_p95_pytorch": "",
+                   "streaming_latency_ms_p50_onnx": "", "streaming_latency_ms_p95_onnx": ""}
 
 
 def plot(result: dict, allocators, path: str) -> None:
@@ -280,6 +352,8 @@ def main():
     parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
                         help="measure the bfloat16 autocast step (auto: only on CPUs with bfloat16 arithmetic)")
     parser.add_argument("--ab", action="store_true", help="also measure each CPU acceleration switched off")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime and streaming rows")
+    parser.add_argument("--onnx-dir", help=argparse.SUPPRESS)
     parser.add_argument("--json")
     parser.add_argument("--plot", help="write a bar chart of the ratios (PNG)")
     args = parser.parse_args()
@@ -300,22 +374,31 @@ def main():
     tasks = ("train", "train_bf16", "infer") if bf16 else ("train", "infer")
     result = {"matmul_gflops": gflops, "dense_floor_seconds": floor, "cpu": cpu_name(),
               "cpu_capability": torch_capability(), "rows": {}, "neuron": {}}
+    runs = [(task, kind) for task in tasks for kind in ("reference", "svformer")]
+    if not args.no_onnx:
+        import tempfile
+
+        args.onnx_dir = tempfile.mkdtemp(prefix="svformer-bench-")
+        print(f"exporting the paper model to ONNX in {args.onnx_dir} ...", flush=True)
+        export_onnx_models(args.frames, args.size, args.onnx_dir)
+        runs += [("infer", "onnx"), ("stream", "svformer"), ("stream", "onnx")]
     print(f"{'task':<12}{'implementation':<30}{'allocator':<11}{'seconds':>9}{'peak MB':>9}{'cold s':>9}"
           f"{'dense s':>9}")
     for allocator in allocators:
         rows = {}
-        for task in tasks:
-            for kind in ("reference", "svformer"):
-                row = rows[(task, kind)] = _child(task, kind, allocator, args)
-                result["rows"][f"{task}_{kind}_{allocator}"] = row
-                print(f"{task:<12}{kind:<30}{allocator:<11}{row['seconds']:>9.3f}{row['peak_mb']:>9.0f}"
-                      f"{row['first_seconds']:>9.3f}{row['dense_seconds']:>9.3f}", flush=True)
+        for task, kind in runs:
+            row = rows[(task, kind)] = _child(task, kind, allocator, args)
+            result["rows"][f"{task}_{kind}_{allocator}"] = row
+            print(f"{task:<12}{kind:<30}{allocator:<11}{row['seconds']:>9.3f}{row['peak_mb']:>9.0f}"
+                  f"{row['first_seconds']:>9.3f}{row.get('dense_seconds', float('nan')):>9.3f}"
+                  + (f"   p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms" if task == "stream" else ""),
+                  flush=True)
         neuron = result["neuron"][allocator] = _child("neuron", "-", allocator, args)
         for name, sec in neuron["seconds"].items():
             print(f"{'neuron':<12}{name:<30}{allocator:<11}{sec:>9.3f}", flush=True)
         result.update(_keys(rows, neuron, floor, "" if allocator == "default" else "_tuned_allocator"))
     print(f"\n{'metric':<28}" + "".join(f"{a + ' alloc.':>16}" for a in allocators) + "   target")
-    for key, target in TARGETS.items():
+    for key, target in {**TARGETS, **LATENCY_TARGETS}.items():
         values = [result.get(key if a == "default" else key + "_tuned_allocator") for a in allocators]
         print(f"{key:<28}" + "".join(f"{v:>16.2f}" if v is not None else f"{'not run':>16}" for v in values)
               + f"   {target}")
@@ -327,6 +410,10 @@ def main():
     print(f"dense floor {floor:.3f} s per clip at {gflops:.0f} GFLOP/s (measured matmul)")
     print("dense s: seconds in convolutions and matrix products (profiled); *_bound: reference seconds / "
           "svformer's dense seconds, the most any other work could give")
+    if args.onnx_dir:
+        import shutil
+
+        shutil.rmtree(args.onnx_dir, ignore_errors=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
