@@ -7,6 +7,9 @@
    augmentation); `svformer data check` seconds per file at its default (index) and --decode depths.
 2. Synthetic motion videos: training clips per second with 0, 1, 2 workers against decoding every frame.
 3. AEDAT 3.1 reading in events per second against a per-event Python loop.
+4. Every event format's reader (`svformer.data.event_files.read_recording`) in events per second, on the
+   same 2 M events from a 346x260 sensor, written by faery (EVT 2.0, EVT 3.0, DAT, AEDAT 4), h5py (HDF5)
+   and svformer (AEDAT 3.1, and AEDAT 2.0 in jAER's DAVIS layout).
 
     python benchmarks/data.py [--ucf-videos 8] [--videos 24] [--size 160] [--frames 96] [--json out.json]
 """
@@ -202,9 +205,55 @@ def main():
         result.update(aedat_events_per_second=fast, naive_aedat_events_per_second=slow)
         print(f"\nAEDAT 3.1 reading: {fast / 1e6:.1f} M events/s (numpy) vs {slow / 1e6:.2f} M events/s "
               f"(per-event Python loop): {fast / slow:.0f}x")
+        result["event_readers"] = event_readers(tmp, ev)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+
+
+def event_readers(tmp: str, events: np.ndarray, repeats: int = 3) -> dict:
+    """Events per second of each format's reader on the same events (x, y scaled to a 346x260 sensor)."""
+    import faery
+    import h5py
+
+    from svformer.data.event_files import read_recording
+
+    h, w = 260, 346
+    ev = events.copy()
+    ev["x"], ev["y"] = ev["x"].astype(np.int64) * w // 128, ev["y"].astype(np.int64) * h // 128
+    arr = np.zeros(len(ev), faery.EVENTS_DTYPE)
+    arr["t"], arr["x"], arr["y"], arr["on"] = ev["t"], ev["x"], ev["y"], ev["p"] > 0
+    files = {}
+    for name, kwargs in (("evt3.raw", {"version": "evt3"}), ("evt2.raw", {"version": "evt2"}), ("cd.dat", {}),
+                         ("dv.aedat4", {})):
+        files[name] = os.path.join(tmp, name)
+        faery.events_stream_from_array(arr, (w, h)).to_file(files[name], **kwargs)
+    files["cd.h5"] = os.path.join(tmp, "cd.h5")
+    with h5py.File(files["cd.h5"], "w") as f:
+        for k in "txyp":
+            f.create_dataset(f"events/{k}", data=ev[k])
+        f["events"].attrs["height"], f["events"].attrs["width"] = h, w
+    files["davis.aedat"] = os.path.join(tmp, "davis.aedat")
+    with open(files["davis.aedat"], "wb") as f:  # jAER: big-endian address (y 30-22, x 21-12, p 11), timestamp
+        f.write(b"#!AER-DAT2.0\r\n# AEChip: eu.seebetter.ini.chips.davis.Davis346B\r\n")
+        raw = np.empty(len(ev), np.dtype([("a", ">u4"), ("t", ">i4")]))
+        raw["a"] = ((h - 1 - ev["y"].astype(np.int64)) << 22) | (ev["x"].astype(np.int64) << 12) | (ev["p"].astype(np.int64) << 11)
+        raw["t"] = ev["t"]
+        f.write(raw.tobytes())
+    files["dvs128.aedat"] = os.path.join(tmp, "bench.aedat")  # AEDAT 3.1 from section 3
+    out = {}
+    print(f"\n{'event reader':<34}{'M events/s':>12}")
+    for name, path in files.items():
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            rec = read_recording(path)
+            times.append(time.perf_counter() - start)
+        assert len(rec.events) == len(ev), name
+        rate = len(ev) / float(np.median(times))
+        out[f"{rec.format} ({name})"] = rate
+        print(f"{rec.format + ' (' + name + ')':<34}{rate / 1e6:>12.1f}")
+    return out
 
 
 if __name__ == "__main__":

@@ -127,6 +127,31 @@ def cmd_data_check(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_data_show(args) -> int:
+    from .data.event_files import read_recording
+    from .data.events import events_to_frames, fit_frames
+    from .data.show import show_event_frames
+
+    if args.checkpoint:  # the frames exactly as that model sees them
+        from .engine.predict import event_clip, load_classifier
+
+        cfg = load_classifier(args.checkpoint).cfg
+        rec = read_recording(args.input, cfg.data.sensor_size)
+        frames = event_clip(cfg, args.input)[0].transpose(0, 1).numpy()
+    else:
+        rec = read_recording(args.input, tuple(args.sensor_size) if args.sensor_size else None)
+        if len(rec.events) < args.frames:
+            raise ValueError(f"{args.input}: {len(rec.events)} events, fewer than {args.frames} frames")
+        frames = events_to_frames(rec.events, args.frames, rec.sensor_size, args.split_by)
+        if args.size:
+            frames = fit_frames(frames, (args.size, args.size), args.geometry, args.downsample)
+    title = (f"{args.input}: {rec.format}, {rec.sensor_size[1]}x{rec.sensor_size[0]} sensor, {len(rec.events)} events"
+             f" -> {frames.shape[0]} frames of {frames.shape[3]}x{frames.shape[2]}")
+    print(f"wrote {show_event_frames(frames, args.out, title)}")
+    print(title)
+    return 0
+
+
 def cmd_data_synth(args) -> int:
     from .data.dvs_gesture import write_synthetic_gesture
     from .data.synthetic import SynthConfig, write_ucf_layout
@@ -218,6 +243,16 @@ def cmd_export(args) -> int:
           f"two minutes)", file=sys.stderr, flush=True)
     out = export_checkpoint(args.checkpoint, args.out, args.format, args.kind)
     print(f"wrote {out}")
+    if args.verify:
+        from .export.verify import verify_checkpoint
+
+        report = verify_checkpoint(args.checkpoint, args.verify)
+        print(f"ONNX Runtime vs PyTorch on {report['clips']} test clips: top-1 agreement "
+              f"{100 * report['top1_agreement']:.2f} %, logits mean relative error {report['logits_rel_error']:.2e}, "
+              f"{report['total_flips']} of {report['total_spikes']} spikes differ")
+        for layer in report["layers"]:
+            if layer["flips"]:
+                print(f"  {layer['layer']:<28} {layer['flips']:>9} flips  agreement {100 * layer['agreement']:.4f} %")
     return 0
 
 
@@ -266,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes of one video (or AEDAT file) with a checkpoint or .onnx file")
     p.add_argument("checkpoint", help="a training checkpoint (.pt) or an exported model (.onnx)")
-    p.add_argument("input", help="a video file, or an .aedat recording for event models")
+    p.add_argument("input", help="a video file, or for event models a recording (AEDAT 2/3.1/4, EVT 2/3, DAT, HDF5)")
     p.add_argument("--topk", type=_positive_int, default=5, help="classes to print (default 5)")
     p.set_defaults(func=cmd_predict)
 
@@ -279,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="clip", choices=("clip", "stream"),
                    help="clip: (B, C, T, H, W) -> logits (default); stream: one frame per call, states as inputs "
                         "and outputs (for svformer stream and live use)")
+    p.add_argument("--verify", type=_positive_int, metavar="CLIPS",
+                   help="then compare ONNX Runtime with PyTorch on this many test clips of the checkpoint's dataset: "
+                        "top-1 agreement, logits error, spikes that differ per layer")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("stream", help="classify a video or camera frame by frame, with per-frame latency",
@@ -329,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="model constructor overrides")
     p.set_defaults(func=cmd_energy)
 
-    data = sub.add_parser("data", help="check an unpacked dataset or write a synthetic one")
+    data = sub.add_parser("data", help="check a dataset, look at event recordings, or write a synthetic dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     from .data.build import DATASETS
 
@@ -343,6 +381,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also decode every frame of every video (default: index every video's frames "
                             "from its packets, decoding nothing)")
     p.set_defaults(func=cmd_data_check)
+
+    p = data_sub.add_parser("show", help="render an event recording's frames (T panels, ON/OFF colours) as a PNG",
+                            description="Reads any event file svformer reads and draws the frames a model sees: "
+                                        "with --checkpoint exactly as that model's data settings make them.")
+    p.add_argument("input", help="an event recording (AEDAT 2/3.1/4, EVT 2/3 .raw, .dat, HDF5)")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--checkpoint", help="use this checkpoint's (or .onnx file's) frames, size and geometry rule")
+    p.add_argument("--frames", type=_positive_int, default=16, help="T, frames to cut the recording into (default 16)")
+    p.add_argument("--split-by", choices=("number", "time"), default="number",
+                   help="equal event counts (default) or equal durations per frame")
+    p.add_argument("--size", type=_positive_int, help="bring frames to SIZE x SIZE (default: the sensor's geometry)")
+    p.add_argument("--geometry", choices=("resize", "crop", "downsample"), default="resize",
+                   help="with --size: area resize of counts (default), centre crop, or integer downsample then crop")
+    p.add_argument("--downsample", type=_positive_int, default=1, help="factor for --geometry downsample")
+    p.add_argument("--sensor-size", type=_positive_int, nargs=2, metavar=("H", "W"),
+                   help="sensor size for files that do not state it (HDF5 without attributes)")
+    p.set_defaults(func=cmd_data_show)
 
     p = data_sub.add_parser("synth", help="write the synthetic motion dataset in a real layout")
     p.add_argument("--kind", choices=["video", "events"], default="video",

@@ -34,7 +34,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "ucf101"           # ucf101, hmdb51, ntu60_xsub, ntu60_xview, csv, folder, dvs128_gesture
+    dataset: str = "ucf101"           # ucf101, hmdb51, ntu60_xsub, ntu60_xview, csv, folder, dvs128_gesture,
+                                      # event_folder, event_csv (your own event recordings, any format)
     root: str = ""
     split: int = 1
     num_frames: int = 16              # T: frames per clip = SNN time steps
@@ -47,6 +48,8 @@ class DataConfig:
     on_error: str = "skip"            # an unreadable sample: 'skip' (warn and count, in every split) or 'raise'
     split_by: str = "number"          # DVS frames: 'number' or 'time'
     downsample: int = 1               # DVS: 128 / downsample pixels
+    event_geometry: str = "resize"    # own event data to crop_size: 'resize' (area, counts kept), 'crop', 'downsample'
+    sensor_size: Optional[Tuple[int, int]] = None  # events: (height, width) where a file does not say
     cache_dir: Optional[str] = None   # DVS: cut samples cached here (default ~/.cache/svformer/events/...)
     synthetic: Optional[str] = None   # 'video' or 'events': write the synthetic dataset to root first
     synthetic_size: int = 64
@@ -253,6 +256,9 @@ _RULES = [
     ("data.downsample", lambda v: v >= 1, "at least 1"),
     ("data.on_error", lambda v: v in ("skip", "raise"), "'skip' or 'raise'"),
     ("data.split_by", lambda v: v in ("number", "time"), "'number' or 'time'"),
+    ("data.event_geometry", lambda v: v in ("resize", "crop", "downsample"), "'resize', 'crop' or 'downsample'"),
+    ("data.sensor_size", lambda v: v is None or (len(v) == 2 and all(int(x) >= 1 for x in v)),
+     "null or [height, width]"),
     ("aug.erasing_p", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("aug.mixup_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("aug.repeats", lambda v: v >= 1, "at least 1"),

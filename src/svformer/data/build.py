@@ -8,7 +8,7 @@ from . import lists
 from .lists import VideoSample
 
 VIDEO_DATASETS = ("ucf101", "hmdb51", "ntu60_xsub", "ntu60_xview", "csv", "folder")
-EVENT_DATASETS = ("dvs128_gesture",)
+EVENT_DATASETS = ("dvs128_gesture", "event_folder", "event_csv")
 DATASETS = VIDEO_DATASETS + EVENT_DATASETS
 
 

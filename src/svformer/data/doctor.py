@@ -76,8 +76,10 @@ def check_dataset(name: str, root: str, split: int = 1, level: str = "index", pr
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     report = CheckReport(name, root, level=level)
     decode = level != "lists"
-    if name in EVENT_DATASETS:
+    if name == "dvs128_gesture":
         return _check_gesture(root, report, decode, progress)
+    if name in EVENT_DATASETS:
+        return _check_event_files(name, root, report, decode, progress)
     for subset in ("train", "test"):
         try:
             samples, classes = video_samples(name, root, split, subset)
@@ -91,6 +93,29 @@ def check_dataset(name: str, root: str, split: int = 1, level: str = "index", pr
                 try:
                     check_video(s.path, level)
                 except VideoError as e:
+                    report.add(str(e))
+    return report
+
+
+def _check_event_files(name, root, report, decode, progress):
+    from .event_dataset import event_samples
+    from .event_files import EventFileError, read_recording
+
+    for subset in ("train", "test"):
+        try:
+            samples, classes = event_samples(name, root, subset)
+        except (OSError, ValueError) as e:
+            report.add(str(e))
+            continue
+        report.classes = len(classes)
+        report.counts[subset] = len(samples)
+        if decode:
+            for path in _progress(sorted({s.path for s in samples}), f"reading {subset}", progress):
+                try:
+                    rec = read_recording(path)
+                    if len(rec.events) == 0:
+                        report.add(f"{path}: no events")
+                except (EventFileError, OSError, ImportError) as e:
                     report.add(str(e))
     return report
 

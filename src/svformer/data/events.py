@@ -142,6 +142,46 @@ def events_to_frames(events: np.ndarray, num_frames: int, sensor_size=(128, 128)
     return counts.reshape(num_frames, 2, oh, ow).astype(np.float32)
 
 
+GEOMETRY_RULES = ("downsample", "crop", "resize")
+
+
+def _area_weights(out: int, n: int) -> np.ndarray:
+    """(out, n): the share of input pixel k (the interval [k, k+1)) that falls into output pixel i (the
+    interval [i n / out, (i + 1) n / out)); every column sums to 1, so counts are kept."""
+    edges = np.arange(out + 1) * (n / out)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    k = np.arange(n)[None, :]
+    return np.clip(np.minimum(hi, k + 1) - np.maximum(lo, k), 0, None).astype(np.float32)
+
+
+def fit_frames(frames: np.ndarray, size: Tuple[int, int], rule: str = "resize", downsample: int = 1) -> np.ndarray:
+    """Event-count frames (T, 2, H, W) at the sensor's geometry brought to the model's ``size`` (h, w):
+
+    - ``downsample``: sum the counts of ``downsample`` x ``downsample`` pixel blocks (the factor must divide
+      the sensor size), then centre-crop (or zero-pad) to ``size``; DVS128 Gesture's rule;
+    - ``crop``: centre-crop (or zero-pad) the full-resolution frames to ``size``;
+    - ``resize``: area resampling to ``size``: an output pixel holds the events of the sensor area it
+      covers (shared in proportion where a sensor pixel straddles two), so the total count is kept.
+    """
+    t, c, h, w = frames.shape
+    if rule not in GEOMETRY_RULES:
+        raise ValueError(f"unknown event geometry rule {rule!r}; choose one of {GEOMETRY_RULES}")
+    if rule == "resize":
+        ry, rx = _area_weights(size[0], h), _area_weights(size[1], w)
+        return np.einsum("ih,tchw,jw->tcij", ry, frames.astype(np.float32), rx, optimize=True).astype(np.float32)
+    if rule == "downsample":
+        if h % downsample or w % downsample:
+            raise ValueError(f"downsample {downsample} must divide the sensor size {w}x{h}")
+        frames = frames.reshape(t, c, h // downsample, downsample, w // downsample, downsample).sum((3, 5))
+        h, w = h // downsample, w // downsample
+    out = np.zeros((t, c, *size), np.float32)
+    src_y, dst_y = max((h - size[0]) // 2, 0), max((size[0] - h) // 2, 0)
+    src_x, dst_x = max((w - size[1]) // 2, 0), max((size[1] - w) // 2, 0)
+    ch, cw = min(h, size[0]), min(w, size[1])
+    out[:, :, dst_y:dst_y + ch, dst_x:dst_x + cw] = frames[:, :, src_y:src_y + ch, src_x:src_x + cw]
+    return out
+
+
 def video_to_events(frames: np.ndarray, fps: float, threshold: float = 0.2, eps: float = 1e-3,
                     rng: Optional[np.random.Generator] = None, t0_us: int = 0) -> np.ndarray:
     """A simple event-camera model: per pixel, an ON (p=1) or OFF (p=0) event each time the log

@@ -48,6 +48,8 @@ def build_datasets(cfg: TrainConfig) -> Datasets:
     d, a = cfg.data, cfg.aug
     if d.dataset == "dvs128_gesture":
         return _gesture(cfg)
+    if d.dataset in ("event_folder", "event_csv"):
+        return _own_events(cfg)
     train_samples, names = video_samples(d.dataset, d.root, d.split, "train")
     test_samples, _ = video_samples(d.dataset, d.root, d.split, "test")
     val_samples = None
@@ -83,6 +85,22 @@ def _gesture(cfg: TrainConfig) -> Datasets:
         train = Subset(train, [i for i, v in enumerate(in_val) if not v])
         train.class_names = val.class_names = test.class_names
     return Datasets(train, val, test, test.class_names, 2, 128 // d.downsample)
+
+
+def _own_events(cfg: TrainConfig) -> Datasets:
+    from ..data.event_dataset import EventFileDataset, event_samples
+
+    d = cfg.data
+    train_samples, names = event_samples(d.dataset, d.root, "train")
+    test_samples, _ = event_samples(d.dataset, d.root, "test")
+    kw = dict(root=d.root, num_frames=d.num_frames, size=d.crop_size, split_by=d.split_by, geometry=d.event_geometry,
+              downsample=d.downsample, sensor_size=d.sensor_size, cache_dir=d.cache_dir, on_error=d.on_error)
+    val = None
+    if d.val_fraction > 0:
+        train_samples, val_samples = split_validation(train_samples, d.val_fraction, cfg.seed)
+        val = EventFileDataset(val_samples, names, **kw) if val_samples else None
+    return Datasets(EventFileDataset(train_samples, names, **kw), val, EventFileDataset(test_samples, names, **kw),
+                    names, 2, d.crop_size)
 
 
 def make_loader(dataset: Dataset, batch_size: int, train: bool, workers: int, seed: int, epoch: int = 0,

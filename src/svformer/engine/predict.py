@@ -18,7 +18,25 @@ def _model_geometry(cfg: TrainConfig) -> Tuple[int, int]:
     """(in_chans, img_size) of the model a config trains."""
     if cfg.data.dataset == "dvs128_gesture":
         return 2, 128 // cfg.data.downsample
+    if cfg.data.dataset in ("event_folder", "event_csv"):
+        return 2, cfg.data.crop_size
     return 3, cfg.data.crop_size
+
+
+def event_clip(cfg: TrainConfig, path: str) -> torch.Tensor:
+    """(1, 2, T, S, S) counts of a whole event recording (any format), as the config's dataset builds them."""
+    from ..data.event_dataset import recording_frames
+    from ..data.event_files import read_recording
+
+    d = cfg.data
+    rec = read_recording(path, d.sensor_size)
+    if len(rec.events) < d.num_frames:
+        raise ValueError(f"{path}: {len(rec.events)} events, fewer than the {d.num_frames} frames of a sample")
+    _, size = _model_geometry(cfg)
+    # DVS128 Gesture's rule: bin by the downsample factor (other sensors then centre-cropped or padded).
+    geometry = "downsample" if d.dataset == "dvs128_gesture" else d.event_geometry
+    frames = recording_frames(rec.events, rec.sensor_size, d.num_frames, size, d.split_by, geometry, d.downsample)
+    return torch.from_numpy(frames).transpose(0, 1).unsqueeze(0)
 
 
 def load_trained(checkpoint: str, device: str = "cpu"):
@@ -64,7 +82,7 @@ def _config_for(model) -> TrainConfig:
     default sampling and views."""
     data = {"num_frames": model.num_frames, "crop_size": model.img_size[0]}
     if model.in_chans == 2:
-        data.update(dataset="dvs128_gesture", downsample=128 // model.img_size[0])
+        data.update(dataset="event_folder")
     return from_dict({"data": data})
 
 
@@ -78,19 +96,15 @@ def _check_input(path: str) -> None:
 @torch.no_grad()
 def predict_file(model_path: str, path: str, topk: int = 5, device: str = "cpu") -> List[Tuple[str, float]]:
     """Top-k (class, probability) for one file with a checkpoint or an exported ``.onnx`` model: a video
-    through the config's test views (logits summed), or an AEDAT 3.1 recording (all its events as one
-    sample)."""
+    through the config's test views (logits summed), or, for an event model, a recording in any format
+    `event_files` reads (all its events as one sample)."""
     if topk < 1:
         raise ValueError(f"topk must be at least 1, got {topk}")
     _check_input(path)
     clf = load_classifier(model_path, device)
     cfg = clf.cfg
-    if path.lower().endswith(".aedat"):
-        from ..data.events import events_to_frames, read_aedat31
-
-        frames = events_to_frames(read_aedat31(path), cfg.data.num_frames, (128, 128), cfg.data.split_by,
-                                  cfg.data.downsample)
-        clips = torch.from_numpy(frames).transpose(0, 1).unsqueeze(0)
+    if _model_geometry(cfg)[0] == 2:
+        clips = event_clip(cfg, path)
     else:
         from ..data.sampling import UniformClipSampler
         from ..data.transforms import TestTransform, to_float_clip

@@ -18,6 +18,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..data.build import EVENT_DATASETS
 from ..data.sampling import clip_indices
 from ..data.transforms import TestTransform, to_float_clip
 from .predict import Classifier, top_classes
@@ -42,6 +43,10 @@ class WindowResult:
     window: int
     frames: Tuple[int, ...]
     top: List[Tuple[str, float]]
+
+
+def model_name(clf: Classifier) -> str:
+    return getattr(clf.model, "path", None) or "this checkpoint"
 
 
 def _is_device(source: str) -> bool:
@@ -78,9 +83,9 @@ def stream_source(clf: Classifier, source: str, topk: int = 5,
                   max_frames: Optional[int] = None) -> List[WindowResult]:
     """Run ``clf`` frame by frame over ``source``; call ``on_frame`` after every model step and
     ``on_window`` after every complete clip; return the windows' results."""
-    if source.lower().endswith(".aedat"):
-        raise ValueError(f"{source}: event recordings are classified whole; use svformer predict")
     cfg = clf.cfg
+    if cfg.data.dataset in EVENT_DATASETS:
+        raise ValueError(f"{model_name(clf)} is an event model: event recordings are classified whole; use svformer predict")
     T, rate = cfg.data.num_frames, cfg.data.sampling_rate
     window = T * rate
     offsets = clip_indices(0, T, rate, window)  # the frames of a window a clip takes

@@ -3,14 +3,17 @@
 `compare(model, clips)` exports a copy of the clip graph that also outputs every neuron layer's spikes,
 runs it on ONNX Runtime and on PyTorch (the plain model), and reports:
 
-- ``logits_rel_error``: sum |ORT - PyTorch| / sum |PyTorch| over all logits (the mean relative error);
+- ``logits_rel_error``: sum |ORT - PyTorch| / sum |PyTorch| over all logits (the mean relative error),
+  PyTorch being ``model`` as it is;
 - ``top1_agreement``: the fraction of clips with the same top class;
-- ``layers``: per neuron layer (call order), the fraction of equal spikes and the number that differ.
+- ``layers``: per neuron layer (call order), the fraction of equal spikes and the number that differ,
+  against the same inference graph run in PyTorch.
 
 Spikes are thresholds of sums, so a runtime that adds in another order (its own convolution kernels)
 flips a spike wherever a membrane potential lies within rounding of the threshold, and the flip then
-travels down the network; ``first_flip_margin`` is the largest |H - v_th| (in PyTorch) among the flips of
-the first layer that has any: the size of the rounding that started them.
+travels down the network (and along time: a flipped spike changes that neuron's reset). ``first_flip_margin``
+is the largest |H - v_th| (in PyTorch) at the first differing step of each neuron that flips, in the first
+layer that has any flips: the size of the rounding that started them.
 """
 from __future__ import annotations
 
@@ -39,12 +42,14 @@ def _export_recording(model: SVFormer, clips: torch.Tensor, path: str):
 
 
 @torch.no_grad()
-def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0) -> dict:
+def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: int = 8) -> dict:
     """Export ``model`` with its spikes as outputs, run ``clips`` (B, C, T, H, W) through ONNX Runtime and
-    PyTorch, and return the agreement report described in the module docstring."""
+    PyTorch, ``chunk`` clips at a time, and return the agreement report described in the module docstring."""
     import onnxruntime as ort
 
     model = model.eval()
+    record, margins = {}, {}
+    reference = ClipGraph(inference_model(model, record=record, margins=margins), record=record)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "spikes.onnx")
         names = _export_recording(model, clips, path)
@@ -53,25 +58,49 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0) -> dict:
         if threads:
             opts.intra_op_num_threads = threads
         session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        outputs = session.run(None, {"clip": clips.float().numpy()})
-    record, margins = {}, {}
-    reference = ClipGraph(inference_model(model, record=record, margins=margins), record=record)(clips)
-    ref_logits, ref_spikes = reference[0].numpy(), [s.numpy() for s in reference[1:]]
-    logits = outputs[0]
-    layers, first_margin = [], None
-    for name, ours, theirs in zip(names, ref_spikes, outputs[1:]):
-        differ = ours != theirs
-        n = int(differ.sum())
-        layers.append({"layer": name, "agreement": 1.0 - n / differ.size, "flips": n, "spikes": int(differ.size)})
-        if n and first_margin is None:
-            first_margin = float(margins[name].abs().numpy()[differ].max())
+    ours_all, theirs_all = [], []
+    flips = np.zeros(len(names), dtype=np.int64)
+    sizes = np.zeros(len(names), dtype=np.int64)
+    margin = np.zeros(len(names))  # per layer: the largest |H - v_th| where a neuron's spikes first differ
+    for start in range(0, clips.shape[0], chunk):
+        part = clips[start:start + chunk].float()
+        outputs = session.run(None, {"clip": part.numpy()})
+        want = reference(part)
+        ours_all.append(model(part).numpy())
+        theirs_all.append(outputs[0])
+        for i, (name, ours, theirs) in enumerate(zip(names, want[1:], outputs[1:])):
+            differ = ours.numpy() != theirs
+            flips[i] += int(differ.sum())
+            sizes[i] += differ.size
+            if differ.any():  # each neuron's first differing step: later ones follow from its reset
+                flipped = differ.any(0)
+                first = differ.argmax(0)[None]
+                at_first = np.take_along_axis(margins[name].abs().numpy(), first, 0)[0]
+                margin[i] = max(margin[i], float(at_first[flipped].max()))
+    ref_logits, logits = np.concatenate(ours_all), np.concatenate(theirs_all)
+    layers = [{"layer": n, "agreement": 1.0 - int(f) / int(z), "flips": int(f), "spikes": int(z)}
+              for n, f, z in zip(names, flips, sizes)]
     return {
         "logits_rel_error": float(np.abs(logits - ref_logits).sum() / np.abs(ref_logits).sum()),
         "logits_max_abs_error": float(np.abs(logits - ref_logits).max()),
         "top1_agreement": float((logits.argmax(-1) == ref_logits.argmax(-1)).mean()),
         "clips": int(clips.shape[0]),
         "layers": layers,
-        "total_flips": sum(layer["flips"] for layer in layers),
-        "total_spikes": sum(layer["spikes"] for layer in layers),
-        "first_flip_margin": first_margin,
+        "total_flips": int(flips.sum()),
+        "total_spikes": int(sizes.sum()),
+        "first_flip_margin": float(margin[np.flatnonzero(flips)[0]]) if flips.any() else None,
     }
+
+
+def verify_checkpoint(checkpoint: str, clips: int) -> dict:
+    """`compare` on the first ``clips`` test views of a training checkpoint's own dataset."""
+    from ..engine.data import build_datasets
+    from ..engine.predict import load_trained
+
+    model, cfg, _ = load_trained(checkpoint)
+    test = build_datasets(cfg).test
+    items = [test[i] for i in range(min(clips, len(test)))]
+    batch = torch.stack([item["clip"] for item in items if "clip" in item])
+    if len(batch) < 1:
+        raise ValueError(f"no readable test clips in {cfg.data.root}")
+    return compare(model, batch)
