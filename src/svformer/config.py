@@ -84,7 +84,7 @@ class OptimConfig:
     betas: Tuple[float, float] = (0.9, 0.999)
     clip_grad: Optional[float] = 20.0
     batch_size: int = 64              # videos per step over all processes (x repeats clips)
-    # The authors' PLIF w is a 0-dim parameter that their optimizer decays (spec section 9.7); keep for
+    # The authors' PLIF w is a 0-dim parameter that their optimizer decays; keep for
     # fidelity, set False to exempt it like norms and biases.
     decay_neuron_w: bool = True
 
