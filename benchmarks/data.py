@@ -174,8 +174,9 @@ def main():
         per_class = max(1, args.videos // 10)
         cfg = SynthConfig(size=args.size, num_frames=args.frames, train_groups=per_class, test_groups=1,
                           clips_per_group=1)
-        write_ucf_layout(tmp, cfg)
-        samples, names = ucf101(tmp, 1, "train")
+        synth = os.path.join(tmp, "synthetic")  # a folder of its own: the UCF-shaped files are not its
+        write_ucf_layout(synth, cfg)
+        samples, names = ucf101(synth, 1, "train")
         crop = args.size * 7 // 8
         dataset = VideoClipDataset(samples, names, train=True, num_frames=16, sampling_rate=4, crop_size=crop)
         naive = naive_clips_per_second(samples, 16, 4, crop)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -180,7 +181,14 @@ def cmd_train(args) -> int:
 
     from .engine.trainer import train
 
-    summary = train(_config(args), resume=args.resume, test=not args.no_test)  # errors: one line, in `main`
+    cfg = _config(args)
+    resume = args.resume
+    if resume == "auto":  # the run folder's last checkpoint, if the run has one (preemptible jobs)
+        last = os.path.join(cfg.output_dir, "last.pt")
+        resume = last if os.path.isfile(last) else None
+        print(f"svformer train: {'resuming from ' + last if resume else 'no ' + last + ' yet, starting'}",
+              file=sys.stderr, flush=True)
+    summary = train(cfg, resume=resume, test=not args.no_test)  # errors: one line, in `main`
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports
     print(json.dumps({k: v for k, v in summary.items() if k not in ("per_class", "firing_rates")}, indent=1))
@@ -289,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "dvs128_gesture, demo) or a YAML file; override any key with key=value.")
     p.add_argument("config", help="config name or YAML path")
     p.add_argument("set", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. data.root=/data/ucf101 optim.lr=3e-3")
-    p.add_argument("--resume", metavar="CKPT", help="continue exactly from a checkpoint (e.g. RUN/last.pt)")
+    p.add_argument("--resume", metavar="CKPT", help="continue exactly from a checkpoint (e.g. RUN/last.pt); 'auto': "
+                                                     "from the run folder's last.pt if there is one, else start")
     p.add_argument("--no-test", action="store_true", help="skip the final multi-view test")
     p.set_defaults(func=cmd_train)
 
@@ -426,7 +435,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         # names the thing; these errors all say what went wrong and where. Other exceptions are bugs.
         from .data.video import VideoError
         from .engine.runlock import RunFolderInUse
+        from .engine.trainer import Stopped
 
+        if isinstance(e, Stopped):  # SIGTERM: the checkpoint is written; exit 128 + 15, as killed by it
+            print(f"svformer {name}: {e}", file=sys.stderr, flush=True)
+            return 143
         if isinstance(e, RuntimeError) and not isinstance(e, (VideoError, RunFolderInUse)):
             raise
         raise SystemExit(f"svformer {name}: {e}") from None

@@ -19,8 +19,8 @@ def poison_after(monkeypatch, epoch_to_poison):
     """Make the weights explode in one epoch while its loss stays finite."""
     original = trainer_module.Trainer.train_one_epoch
 
-    def train_one_epoch(self, epoch):
-        out = original(self, epoch)
+    def train_one_epoch(self, epoch, *args):
+        out = original(self, epoch, *args)
         if epoch + 1 == epoch_to_poison:
             with torch.no_grad():
                 next(self.module.parameters()).view(-1)[:5] = float("inf")

@@ -228,42 +228,49 @@ def decode_evt3(data: bytes) -> np.ndarray:
     """
     if len(data) % 2:
         data = data[:-1]
-    words = np.frombuffer(data, "<u2").astype(np.int64)
-    kind, value = words >> 12, words & 0xFFF
-    index = np.arange(len(words))
+    words = np.frombuffer(data, "<u2")
+    kind, value = (words >> 12).astype(np.uint8), (words & 0xFFF).astype(np.int32)
+    index = np.arange(len(words), dtype=np.int32)
+    single = np.flatnonzero(kind == 0x2)  # words carrying one event
+    vector = np.flatnonzero((kind == 0x4) | (kind == 0x5))  # words carrying up to 12 or 8
 
-    def latest(mask, values, default=0):
-        """For every word, ``values`` of the latest word where ``mask`` holds (``default`` before any)."""
+    def latest(mask, positions):
+        """For each of ``positions``, the index of the latest word before it where ``mask`` holds (-1: none)."""
         at = np.where(mask, index, -1)
         np.maximum.accumulate(at, out=at)
-        out = np.where(at >= 0, values[np.maximum(at, 0)], default)
-        return out
+        return at[positions]
 
-    high_words = kind == 0x8
-    high = value.copy()
-    hv = value[high_words]
-    wraps = np.concatenate([[0], np.cumsum(np.diff(hv) < 0)]) if len(hv) else hv
-    high[high_words] = hv + (wraps << 12)
-    time = (latest(high_words, high) << 12) | latest(kind == 0x6, value)
-    y = latest(kind == 0x0, value & 0x7FF)
-    # Vectors: each vector word's base is its VECT_BASE_X's x plus the widths of the vector words between.
-    width = np.where(kind == 0x4, 12, np.where(kind == 0x5, 8, 0))
-    before = np.cumsum(width) - width
-    base_words = kind == 0x3
-    base = latest(base_words, value & 0x7FF) + before - latest(base_words, before)
-    vpol = latest(base_words, (value >> 11) & 1)
-    single = kind == 0x2
-    vec = np.flatnonzero(width)
-    bits = (value[vec, None] >> np.arange(12)) & 1
-    bits[width[vec] == 8, 8:] = 0
+    def lookup(i, values, default=0):
+        return np.where(i >= 0, values[np.maximum(i, 0)], default)
+
+    # Time: the time-high words unwrapped (the 24-bit counter wraps every 2**24 us), then high << 12 | low.
+    high_words = np.flatnonzero(kind == 0x8)
+    high = np.zeros(len(words), np.int64)
+    if len(high_words):
+        hv = value[high_words].astype(np.int64)
+        high[high_words] = hv + (np.concatenate([[0], np.cumsum(np.diff(hv) < 0)]) << 12)
+    carriers = np.concatenate([single, vector])
+    t = (lookup(latest(kind == 0x8, carriers), high) << 12) | lookup(latest(kind == 0x6, carriers), value)
+    y = lookup(latest(kind == 0x0, carriers), value & 0x7FF)
+    ns = len(single)
+    # Vectors: a word's base is its VECT_BASE_X's x plus the widths of the vector words between them.
+    width = np.where(kind[vector] == 0x4, 12, 8)
+    base_at = latest(kind == 0x3, vector)
+    done = np.cumsum(width) - width  # widths of the vector words before each, over the whole stream
+    first = np.searchsorted(vector, np.maximum(base_at, 0))  # the first vector word after its base word
+    base = lookup(base_at, value & 0x7FF) + done - done[np.minimum(first, max(len(vector) - 1, 0))] \
+        if len(vector) else np.zeros(0, np.int32)
+    vpol = lookup(base_at, value >> 11 & 1)
+    bits = (value[vector, None] >> np.arange(12, dtype=np.int32)) & 1
+    bits[width == 8, 8:] = 0
     rows, cols = np.nonzero(bits)
-    order_key = np.concatenate([np.flatnonzero(single), vec[rows]])
-    events = np.empty(len(order_key), EVENT_DTYPE)
-    events["t"] = np.concatenate([time[single], time[vec[rows]]])
-    events["x"] = np.concatenate([value[single] & 0x7FF, base[vec[rows]] + cols])
-    events["y"] = np.concatenate([y[single], y[vec[rows]]])
-    events["p"] = np.concatenate([(value[single] >> 11) & 1, vpol[vec[rows]]])
-    return events[np.argsort(order_key, kind="stable")]
+    events = np.empty(ns + len(rows), EVENT_DTYPE)
+    events["t"] = np.concatenate([t[:ns], t[ns:][rows]])
+    events["x"] = np.concatenate([value[single] & 0x7FF, base[rows] + cols])
+    events["y"] = np.concatenate([y[:ns], y[ns:][rows]])
+    events["p"] = np.concatenate([value[single] >> 11 & 1, vpol[rows]])
+    order = np.argsort(np.concatenate([single, vector[rows]]), kind="stable")  # back to stream order
+    return events[order]
 
 
 def _read_prophesee(path: str, fmt: str) -> EventRecording:

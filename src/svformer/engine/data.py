@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler, Subset
 
 from ..config import TrainConfig
 from ..data.build import video_samples
@@ -103,17 +103,33 @@ def _own_events(cfg: TrainConfig) -> Datasets:
                     names, 2, d.crop_size)
 
 
+class _Skip(Sampler):
+    """The indices of ``sampler`` after the first ``count`` (resuming inside an epoch)."""
+
+    def __init__(self, sampler, count: int):
+        self.sampler, self.count = sampler, count
+
+    def __iter__(self):
+        return iter(list(self.sampler)[self.count:])
+
+    def __len__(self) -> int:
+        return max(len(self.sampler) - self.count, 0)
+
+
 def make_loader(dataset: Dataset, batch_size: int, train: bool, workers: int, seed: int, epoch: int = 0,
-                rank: int = 0, world_size: int = 1) -> DataLoader:
-    """A loader whose order and augmentation depend only on (seed, epoch): resuming reproduces them."""
+                rank: int = 0, world_size: int = 1, skip_batches: int = 0) -> DataLoader:
+    """A loader whose order and augmentation depend only on (seed, epoch): resuming reproduces them.
+    ``skip_batches``: start after that many batches of the epoch (a run stopped inside it)."""
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
     if hasattr(base, "epoch"):
         base.epoch = epoch
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    sampler = None
     if world_size > 1:
         sampler = DistributedSampler(dataset, world_size, rank, shuffle=train, seed=seed, drop_last=train)
         sampler.set_epoch(epoch)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
-                      num_workers=workers, collate_fn=collate_clips, drop_last=train, generator=generator,
-                      persistent_workers=False, pin_memory=False)
+    else:
+        sampler = RandomSampler(dataset, generator=generator) if train else SequentialSampler(dataset)
+    if skip_batches:
+        sampler = _Skip(sampler, skip_batches * batch_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_clips,
+                      drop_last=train, generator=generator, persistent_workers=False, pin_memory=False)

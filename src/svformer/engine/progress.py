@@ -9,9 +9,9 @@ def interactive() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(iterable, desc: str = "", total=None, enabled: bool = True):
+def progress(iterable, desc: str = "", total=None, enabled: bool = True, initial: int = 0):
     if not enabled or not interactive():
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False)
+    return tqdm(iterable, desc=desc, total=total, initial=initial, dynamic_ncols=True, leave=False)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -40,6 +42,10 @@ from .progress import interactive, progress
 from .resources import plan_threads
 from .runlock import RunLock
 from .schedule import lr_at
+
+
+class Stopped(RuntimeError):
+    """Training stopped by a signal after writing a checkpoint it can resume from exactly."""
 
 
 class TrainingDiverged(ValueError):
@@ -141,6 +147,8 @@ class Trainer:
                             cfg.aug.switch_prob, cfg.aug.label_smoothing) if cfg.aug.mixup_prob > 0 else None)
         self.logger = MetricsLogger(self.run_dir, self.info.is_main and for_training)
         self.start_epoch, self.iteration, self.best_top1 = 0, 0, -1.0
+        self.start_step, self.partial = 0, {"losses": [], "skipped": 0}
+        self.stop_signal = None  # set by SIGTERM: save and stop after the current step
         self.train_seconds = 0.0
         self.last_good = None  # (path, epoch) of the newest checkpoint this run can go back to
         if resume:
@@ -157,16 +165,19 @@ class Trainer:
             raise ValueError(SMALL_BATCH_MESSAGE.format(batch=self.local_batch * cfg.aug.repeats))
 
     # ------------------------------------------------------------------------------------ checkpoints
-    def _state(self, epoch: int) -> dict:
+    def _state(self, epoch: int, step: int = 0, partial: Optional[dict] = None) -> dict:
+        # ``epoch`` epochs are complete, and ``step`` batches of the next (a run stopped inside an epoch,
+        # with that epoch's ``partial`` losses so far).
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler else None, "epoch": epoch,
+                "scaler": self.scaler.state_dict() if self.scaler else None, "epoch": epoch, "step": step,
+                "partial": partial or {"losses": [], "skipped": 0},
                 "iteration": self.iteration, "best_top1": self.best_top1, "train_seconds": self.train_seconds,
                 "config": to_dict(self.cfg), "class_names": list(self.data.class_names),
                 "model_name": self.cfg.model.name, "rng": rng_state()}
 
-    def save(self, name: str, epoch: int) -> None:
+    def save(self, name: str, epoch: int, step: int = 0, partial: Optional[dict] = None) -> None:
         if self.info.is_main:
-            save_checkpoint(os.path.join(self.run_dir, name), self._state(epoch))
+            save_checkpoint(os.path.join(self.run_dir, name), self._state(epoch, step, partial))
 
     def close(self) -> None:
         """Release the run folder (the lock a training run holds)."""
@@ -203,22 +214,25 @@ class Trainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch, self.iteration = state["epoch"], state["iteration"]
+        self.start_step, self.partial = state.get("step", 0), state.get("partial") or {"losses": [], "skipped": 0}
         self.best_top1, self.train_seconds = state["best_top1"], state.get("train_seconds", 0.0)
         set_rng_state(state["rng"])
 
     # ---------------------------------------------------------------------------------------- training
-    def train_one_epoch(self, epoch: int) -> dict:
+    def train_one_epoch(self, epoch: int, start: int = 0, partial: Optional[dict] = None) -> dict:
+        """One epoch from its batch ``start`` on (with ``partial``: the losses of the batches before it)."""
         cfg = self.cfg
         self.model.train()
         loader = make_loader(self.data.train, self.local_batch, True, cfg.data.num_workers, cfg.seed, epoch,
-                             self.info.rank, self.info.world_size)
-        steps = len(loader)
+                             self.info.rank, self.info.world_size, skip_batches=start)
+        steps = start + len(loader)
         if steps == 0:
             raise ValueError(f"the training set ({len(self.data.train)} videos) is smaller than one batch of "
                              f"{self.local_batch}")
-        losses, skipped = [], 0
-        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", total=steps, enabled=self.info.is_main)
-        for i, batch in enumerate(bar):
+        losses, skipped = list((partial or {}).get("losses", [])), int((partial or {}).get("skipped", 0))
+        bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", total=steps, initial=start,
+                       enabled=self.info.is_main)
+        for i, batch in enumerate(bar, start):
             skipped += batch["skipped"]
             if "clip" not in batch:
                 continue
@@ -240,6 +254,11 @@ class Trainer:
             self.iteration += 1
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+            if self._stop_requested() and i + 1 < steps:
+                self.save("last.pt", epoch, i + 1, {"losses": losses, "skipped": skipped})
+                raise Stopped(f"stopped by {self.stop_signal} in epoch {epoch + 1} after batch {i + 1} of {steps}; "
+                              f"{os.path.join(self.run_dir, 'last.pt')} holds the run up to there: continue with "
+                              f"--resume auto")
         return {"train_loss": all_reduce_mean(float(np.mean(losses)) if losses else float("nan"), self.info,
                                               self.device),
                 "lr": self.optimizer.param_groups[0]["lr"], "skipped": skipped, "steps": steps}
@@ -250,13 +269,38 @@ class Trainer:
         return evaluate(self.module, loader, self.data.class_names, self.device, self.cfg.amp, self.info, clip_fn,
                         monitor, desc)
 
+    def _stop_requested(self) -> bool:
+        """Whether a stop signal arrived (on any rank: all ranks stop at the same batch)."""
+        flag = self.stop_signal is not None
+        if self.info.enabled:
+            flag = all_reduce_mean(float(flag), self.info, self.device) > 0
+            self.stop_signal = self.stop_signal or "a stop signal on another rank"
+        return flag
+
     def fit(self) -> dict:
+        """Train from the start (or the resumed position) to the last epoch. A SIGTERM (what schedulers send
+        before preemption) finishes the current step, writes ``last.pt`` at that batch and raises `Stopped`."""
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            def on_term(signum, frame):
+                self.stop_signal = signal.Signals(signum).name
+
+            previous = signal.signal(signal.SIGTERM, on_term)
+        try:
+            return self._fit()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _fit(self) -> dict:
         cfg = self.cfg
         budget = cfg.max_train_minutes * 60 if cfg.max_train_minutes is not None else None
         epoch = self.start_epoch
         for epoch in range(self.start_epoch, cfg.optim.epochs):
             start = time.perf_counter()
-            record = {"epoch": epoch + 1, **self.train_one_epoch(epoch)}
+            resume_here = epoch == self.start_epoch and self.start_step
+            record = {"epoch": epoch + 1, **self.train_one_epoch(epoch, self.start_step if resume_here else 0,
+                                                                 self.partial if resume_here else None)}
             bad = non_finite({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()})
             if bad:  # a finite loss can hide exploded weights: check them before anything is saved
                 raise self._diverged(describe_non_finite(bad), epoch)
@@ -282,6 +326,9 @@ class Trainer:
                 self.save(f"checkpoint_epoch_{epoch + 1:05d}.pt", epoch + 1)
             if last:
                 break
+            if self._stop_requested():
+                raise Stopped(f"stopped by {self.stop_signal} after epoch {epoch + 1}; "
+                              f"{os.path.join(self.run_dir, 'last.pt')} holds it: continue with --resume auto")
         barrier(self.info)
         return {"epochs_run": epoch + 1, "train_seconds": self.train_seconds}
 
