@@ -36,6 +36,9 @@ alone (`dense.py`: what the ratio would be if everything else took no time); the
 ``_tuned_allocator``. Deployment keys: inference_speedup_onnx (reference over ONNX Runtime, one clip),
 inference_speedup_best (the faster runtime's), streaming_latency_ms_p50 and streaming_latency_ms_p95 (the
 runtime with the lower median), streaming_latency_ms_p50_pytorch / _onnx and the p95 of each.
+Activation checkpointing per block (`SVFormer(checkpointing="block")`): train_peak_memory_ratio_checkpointed
+(its training peak over the reference's) and train_step_slowdown_checkpointed (its step over svformer's
+without checkpointing).
 """
 from __future__ import annotations
 
@@ -53,14 +56,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _model(kind: str, frames: int, size: int):
-    """'reference' (the authors' setup), 'svformer' (default accelerations), 'plain' (none) or
-    'no-<option>' (the defaults with one acceleration off)."""
+    """'reference' (the authors' setup), 'svformer' (default accelerations), 'plain' (none),
+    'no-<option>' (the defaults with one acceleration off) or 'checkpoint-<stage|block>' (the defaults with
+    activation checkpointing)."""
     if kind == "reference":
         from reference_model import reference_model
 
         return reference_model(frames, size)
     from svformer import create_model
 
+    if kind.startswith("checkpoint-"):
+        return create_model("svformer_paper", num_frames=frames, img_size=size, checkpointing=kind.split("-", 1)[1])
     accelerate = {"svformer": True, "plain": False}.get(kind) if not kind.startswith("no-") else {kind[3:]: False}
     return create_model("svformer_paper", num_frames=frames, img_size=size, accelerate=accelerate)
 
@@ -202,7 +208,7 @@ def _run_child(task, kind, allocator, args) -> dict:
 
         return neuron_run(tuple(args.neuron_shape), args.repeat)
     return measure(task, kind, args.batch, args.frames, args.size, args.repeat,
-                   dense=not kind.startswith(("no-", "plain", "onnx")) and task != "stream", onnx_dir=args.onnx_dir)
+                   dense=not kind.startswith(("no-", "plain", "onnx", "checkpoint")) and task != "stream", onnx_dir=args.onnx_dir)
 
 
 def matmul_gflops() -> float:
@@ -262,6 +268,10 @@ def _keys(rows: dict, neuron: dict, floor: float, suffix: str) -> dict:
         f"inference_speedup_bound{suffix}": rows[("infer", "reference")]["seconds"]
         / rows[("infer", "svformer")]["dense_seconds"],
     }
+    if ("train", "checkpoint-block") in rows:  # activation checkpointing per block
+        keys[f"train_peak_memory_ratio_checkpointed{suffix}"] = \
+            rows[("train", "checkpoint-block")]["peak_mb"] / rows[("train", "reference")]["peak_mb"]
+        keys[f"train_step_slowdown_checkpointed{suffix}"] = ratio("train", "checkpoint-block", "svformer")
     if ("infer", "onnx") in rows:
         keys[f"inference_speedup_onnx{suffix}"] = ratio("infer", "reference", "onnx")
         keys[f"inference_speedup_best{suffix}"] = max(keys[f"inference_speedup{suffix}"],
@@ -285,7 +295,8 @@ TARGETS = {"neuron_speedup": ">= 8", "train_step_speedup": ">= 3", "train_step_s
            "train_step_speedup_bf16": "",
            "train_peak_memory_ratio_bf16": "", "inference_floor_fraction": "",
            "train_first_step_speedup": "", "inference_first_speedup": "",
-           "inference_speedup_onnx": "", "inference_speedup_best": ">= 1.8"}
+           "inference_speedup_onnx": "", "inference_speedup_best": ">= 1.8",
+           "train_peak_memory_ratio_checkpointed": "<= 0.25", "train_step_slowdown_checkpointed": "<= 1.35"}
 # Latencies in milliseconds: printed with the ratios, not drawn on their axis.
 LATENCY_TARGETS = {"streaming_latency_ms_p50": "<= 40", "streaming_latency_ms_p95": "<= 40",
                    "streaming_latency_ms_p50_pytorch": "", "streaming_latency_ms_p95_pytorch": "",
@@ -374,7 +385,7 @@ def main():
     tasks = ("train", "train_bf16", "infer") if bf16 else ("train", "infer")
     result = {"matmul_gflops": gflops, "dense_floor_seconds": floor, "cpu": cpu_name(),
               "cpu_capability": torch_capability(), "rows": {}, "neuron": {}}
-    runs = [(task, kind) for task in tasks for kind in ("reference", "svformer")]
+    runs = [(task, kind) for task in tasks for kind in ("reference", "svformer")] + [("train", "checkpoint-block")]
     if not args.no_onnx:
         import tempfile
 

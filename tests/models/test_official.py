@@ -56,10 +56,12 @@ def test_eval_logits_and_firing_rates(golden, backend, memory_format):
         assert rates[name] == pytest.approx(ref, abs=1e-6), name
 
 
-@pytest.mark.parametrize("backend", ["accelerated", "plain"])
-def test_train_logits_loss_gradients_and_firing_rates(golden, backend):
+@pytest.mark.parametrize("backend,checkpointing", [("accelerated", "none"), ("plain", "none"), ("accelerated", "block"),
+                                                   ("plain", "stage")])
+def test_train_logits_loss_gradients_and_firing_rates(golden, backend, checkpointing):
     # In the contiguous layout our convolutions sum in the authors' order; channels-last is checked below.
     model = _loaded(golden, backend, "contiguous").train()
+    model.checkpointing = checkpointing  # activation checkpointing recomputes the same function
     with FiringRateMonitor(model) as mon:
         logits = model(golden["input"])
     loss = F.cross_entropy(logits, golden["target"])

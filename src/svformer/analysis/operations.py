@@ -28,6 +28,7 @@ from torch import nn
 
 from ..models.layers import MatMul
 from ..snn import TimeBatchNorm, is_neuron
+from ..snn.recompute import recomputing
 
 DENSE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, MatMul)
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, TimeBatchNorm)
@@ -144,6 +145,8 @@ class OperationCounter:
 
     def _dense_hook(self, name: str):
         def hook(module, inputs, output):
+            if recomputing():  # activation checkpointing's second forward: counted once already
+                return
             acc = self._acc_for(name, _kind(module))
             acc.dense += _dense_macs(module, inputs, output)
             if getattr(module, "bias", None) is not None:
@@ -157,11 +160,15 @@ class OperationCounter:
 
     def _norm_hook(self, name: str):
         def hook(module, inputs, output):
+            if recomputing():
+                return
             self._acc_for(name, "norm").elements += output.numel()
         return hook
 
     def _neuron_hook(self, name: str):
         def hook(module, inputs, output):
+            if recomputing():
+                return
             self._acc_for(name, "neuron").elements += output.numel()
             self._spike_sources[id(output)] = (name, output)
         return hook

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from ..snn import NEURONS, TimeBatchNorm, get_surrogate, reset_states
+from .checkpointing import MODES as CHECKPOINTING
+from .checkpointing import checkpointed
 from .layers import CBlock, LocalPath, PatchEmbed, SABlock
 
 HEADS = ("conv3d", "avgpool")
@@ -57,6 +59,11 @@ class SVFormer(nn.Module):
         head: 'conv3d' (paper: PLIF -> Conv3d over (T, H, W) -> BN3d -> Linear; fixes T and size) or
             'avgpool' (mean over T, H, W -> Linear; with shared BN the model accepts any T and size).
         drop_path_rate: stochastic depth, linearly increasing over the blocks.
+        checkpointing: activation checkpointing in training: 'none' (keep every activation), 'stage' or
+            'block' (keep the input of each stage, or of each block, patch embedding and the local path, and
+            recompute its forward in the backward: less
+            memory for more compute, the same losses, gradients and running statistics, bit for bit;
+            `models.checkpointing`).
         accelerate: the CPU accelerations (`svformer.cpu.accelerate`): True (default) applies the ones
             measured to pay, False none (the plain model: every layer the readable PyTorch of
             `svformer.snn`), a dict changes single options (e.g. ``{"pool": False}``). Accelerated
@@ -87,6 +94,7 @@ class SVFormer(nn.Module):
         fusion: bool = True,
         head: str = "conv3d",
         drop_path_rate: float = 0.0,
+        checkpointing: str = "none",
         accelerate=True,
     ):
         super().__init__()
@@ -98,6 +106,9 @@ class SVFormer(nn.Module):
             raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if checkpointing not in CHECKPOINTING:
+            raise ValueError(f"unknown checkpointing {checkpointing!r}; choose one of {CHECKPOINTING}")
+        self.checkpointing = checkpointing
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
@@ -213,22 +224,40 @@ class SVFormer(nn.Module):
         if self.head_type == "conv3d" and self.training and x.shape[0] < 2:
             raise ValueError(SMALL_BATCH_MESSAGE.format(batch=x.shape[0]))
 
+    def _stage(self, i: int, x: torch.Tensor, t: Optional[int] = None):
+        """Stage ``i`` (1-4): its patch embedding and blocks; stage 3 also returns the local path's output."""
+        x = self._unit(getattr(self, f"patch_embed{i}"), x, t)
+        x_local = self._unit(self.local, x, t) if i == 3 and self.fusion else None
+        for blk in getattr(self, f"blocks{i}"):
+            x = self._unit(blk, x, t)
+        return (x, x_local) if i == 3 else x
+
+    def _unit(self, module: nn.Module, x: torch.Tensor, t: Optional[int]) -> torch.Tensor:
+        """A patch embedding, block or the local path; recomputed in the backward with 'block' checkpointing."""
+        if self.checkpointing == "block" and self._recomputes(x, t):
+            return checkpointed(module, [module], x)
+        return module(x, t)
+
+    def _recomputes(self, x: torch.Tensor, t: Optional[int]) -> bool:
+        """Checkpointing applies to whole clips in training, where autograd records the forward."""
+        return self.training and t is None and torch.is_grad_enabled()
+
     def forward_features(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
         """Shape: (T, B, C, H, W) -> (T, B, num_features, H/32, W/32), real-valued. ``t``: ``x`` is the
         single time step ``t`` of a clip (streaming, evaluation only; neuron states carry over)."""
-        x = self.patch_embed1(x, t)
-        for blk in self.blocks1:
-            x = blk(x, t)
-        x = self.patch_embed2(x, t)
-        for blk in self.blocks2:
-            x = blk(x, t)
-        x = self.patch_embed3(x, t)
-        x_local = self.local(x, t) if self.fusion else None
-        for blk in self.blocks3:
-            x = blk(x, t)
-        x = self.patch_embed4(x, t)
-        for blk in self.blocks4:
-            x = blk(x, t)
+        x_local = None
+        for i in range(1, 5):
+            if self.checkpointing == "stage" and self._recomputes(x, t):
+                modules = [getattr(self, f"patch_embed{i}"), getattr(self, f"blocks{i}")]
+                if i == 3 and self.fusion:
+                    modules.append(self.local)
+                out = checkpointed(self._stage, modules, i, x)
+            else:
+                out = self._stage(i, x, t)
+            if i == 3:
+                x, x_local = out
+            else:
+                x = out
         if x_local is not None:
             x = torch.cat((x_local, x), dim=2)  # local channels first, as in the authors' code
         return x

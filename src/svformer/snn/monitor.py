@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .neuron import is_neuron
+from .recompute import recomputing
 
 
 class FiringRateMonitor:
@@ -31,6 +32,8 @@ class FiringRateMonitor:
 
     def _hook(self, name: str):
         def record(_module, _inputs, spikes: torch.Tensor):
+            if recomputing():  # activation checkpointing's second forward: counted once already
+                return
             s = spikes.detach()
             per_step = s.reshape(s.shape[0], -1).sum(1, dtype=torch.float64).cpu()
             if name in self._step_sum and self._step_sum[name].shape != per_step.shape:
