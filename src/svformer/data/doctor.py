@@ -80,19 +80,27 @@ def check_dataset(name: str, root: str, split: int = 1, level: str = "index", pr
         return _check_gesture(root, report, decode, progress)
     if name in EVENT_DATASETS:
         return _check_event_files(name, root, report, decode, progress)
+    return _check_subsets(report, lambda subset: video_samples(name, root, split, subset),
+                          "decoding" if level == "decode" else "indexing", lambda samples: [s.path for s in samples],
+                          lambda path: check_video(path, level), VideoError, decode, progress)
+
+
+def _check_subsets(report, samples_of, verb, paths_of, check, errors, decode, progress):
+    """Fill ``report`` from the train and test lists (``samples_of(subset) -> (samples, classes)``) and, with
+    ``decode``, from ``check(path)`` on each of ``paths_of(samples)``, recording its ``errors``."""
     for subset in ("train", "test"):
         try:
-            samples, classes = video_samples(name, root, split, subset)
+            samples, classes = samples_of(subset)
         except (OSError, ValueError) as e:
             report.add(str(e))
             continue
         report.classes = len(classes)
         report.counts[subset] = len(samples)
         if decode:
-            for s in _progress(samples, f"{'decoding' if level == 'decode' else 'indexing'} {subset}", progress):
+            for path in _progress(paths_of(samples), f"{verb} {subset}", progress):
                 try:
-                    check_video(s.path, level)
-                except VideoError as e:
+                    check(path)
+                except errors as e:
                     report.add(str(e))
     return report
 
@@ -101,23 +109,13 @@ def _check_event_files(name, root, report, decode, progress):
     from .event_dataset import event_samples
     from .event_files import EventFileError, read_recording
 
-    for subset in ("train", "test"):
-        try:
-            samples, classes = event_samples(name, root, subset)
-        except (OSError, ValueError) as e:
-            report.add(str(e))
-            continue
-        report.classes = len(classes)
-        report.counts[subset] = len(samples)
-        if decode:
-            for path in _progress(sorted({s.path for s in samples}), f"reading {subset}", progress):
-                try:
-                    rec = read_recording(path)
-                    if len(rec.events) == 0:
-                        report.add(f"{path}: no events")
-                except (EventFileError, OSError, ImportError) as e:
-                    report.add(str(e))
-    return report
+    def check(path):
+        if len(read_recording(path).events) == 0:
+            raise EventFileError(f"{path}: no events")
+
+    return _check_subsets(report, lambda subset: event_samples(name, root, subset), "reading",
+                          lambda samples: sorted({s.path for s in samples}), check, (EventFileError, OSError, ImportError),
+                          decode, progress)
 
 
 def _check_gesture(root, report, decode, progress):

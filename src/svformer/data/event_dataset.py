@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from .dvs_gesture import default_cache_dir
 from .event_files import EventFileError, read_recording
 from .events import events_to_frames, fit_frames
-from .lists import DatasetLayoutError, _require_dir, _require_file, text_lines
+from .lists import DatasetLayoutError, _require_dir, _require_file, class_folders, text_lines
 from .video_dataset import unreadable
 
 EVENT_EXTENSIONS = (".aedat", ".aedat4", ".raw", ".dat", ".h5", ".hdf5")
@@ -76,24 +76,9 @@ def event_list(list_file: str, root: str, class_names: Optional[Sequence[str]] =
 
 
 def event_folder(root: str, class_names: Optional[Sequence[str]] = None):
-    """(samples, class names) of ``root/<class>/<event file>``."""
-    _require_dir(root, "event folder")
-    found = {}
-    for d in sorted(os.listdir(root)):
-        path = os.path.join(root, d)
-        if not os.path.isdir(path):
-            continue
-        files = sorted(f for f in os.listdir(path) if f.lower().endswith(EVENT_EXTENSIONS)
-                       and os.path.isfile(os.path.join(path, f)))
-        if files:
-            found[d] = files
-    if not found:
-        raise DatasetLayoutError(f"no event files ({', '.join(EVENT_EXTENSIONS)}) in class folders under {root}")
-    names = list(class_names) if class_names is not None else sorted(found)
-    unknown = sorted(set(found) - set(names))
-    if unknown:
-        raise DatasetLayoutError(f"{root}: class folder(s) {', '.join(unknown)} are not classes of the training folder")
-    return [EventSample(os.path.join(root, c, f), names.index(c)) for c in sorted(found) for f in found[c]], names
+    """(samples, class names) of ``root/<class>/<event file>`` (`lists.class_folders`)."""
+    files, names = class_folders(root, EVENT_EXTENSIONS, "event files", class_names)
+    return [EventSample(path, names.index(c)) for c, path in files], names
 
 
 def event_samples(name: str, root: str, subset: str) -> Tuple[List[EventSample], List[str]]:

@@ -215,14 +215,15 @@ def csv_list(list_file: str, prefix: str = "", class_names: Optional[Sequence[st
     return samples, list(class_names)
 
 
-def folder(root: str, class_names: Optional[Sequence[str]] = None):
-    """A class-per-folder tree: ``root/<class>/<video>``; classes sorted by name.
+def class_folders(root: str, extensions: Sequence[str], what: str, class_names: Optional[Sequence[str]] = None):
+    """([(class name, file path)], class names) of a class-per-folder tree ``root/<class>/<file>`` whose
+    files end with one of ``extensions``; classes sorted by name.
 
-    A class is a folder holding at least one video file; a link back into the tree (a symlink loop) is
-    not a class. With ``class_names`` (a test folder, named by its training folder's classes) every
-    class folder must be one of them.
+    A class is a folder holding at least one such file; a link back into the tree (a symlink loop) is not
+    a class. With ``class_names`` (a test folder, named by its training folder's classes) every class
+    folder must be one of them. ``what`` names the files in errors ("videos", "event files").
     """
-    _require_dir(root, "video folder")
+    _require_dir(root, f"{what[:-1]} folder")
     top = os.path.realpath(root)
     found = {}
     for d in sorted(os.listdir(root)):
@@ -230,19 +231,24 @@ def folder(root: str, class_names: Optional[Sequence[str]] = None):
         real = os.path.realpath(path)
         if not os.path.isdir(path) or top == real or top.startswith(real + os.sep):
             continue
-        videos = sorted(f for f in os.listdir(path) if f.lower().endswith(VIDEO_EXTENSIONS)
-                        and os.path.isfile(os.path.join(path, f)))
-        if videos:
-            found[d] = videos
+        files = sorted(f for f in os.listdir(path) if f.lower().endswith(tuple(extensions))
+                       and os.path.isfile(os.path.join(path, f)))
+        if files:
+            found[d] = files
     if not found:
-        raise DatasetLayoutError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in class folders under {root}")
+        raise DatasetLayoutError(f"no {what} ({', '.join(extensions)}) in class folders under {root}")
     names = list(class_names) if class_names is not None else sorted(found)
     unknown = sorted(set(found) - set(names))
     if unknown:
         raise DatasetLayoutError(f"{root}: class folder(s) {', '.join(unknown)} are not classes of the training "
                                  f"folder ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
-    samples = [VideoSample(os.path.join(root, c, f), names.index(c), None) for c in sorted(found) for f in found[c]]
-    return samples, names
+    return [(c, os.path.join(root, c, f)) for c in sorted(found) for f in found[c]], names
+
+
+def folder(root: str, class_names: Optional[Sequence[str]] = None):
+    """A class-per-folder tree of videos: ``root/<class>/<video>`` (`class_folders`)."""
+    files, names = class_folders(root, VIDEO_EXTENSIONS, "videos", class_names)
+    return [VideoSample(path, names.index(c), None) for c, path in files], names
 
 
 # ------------------------------------------------------------------------------------ validation split
