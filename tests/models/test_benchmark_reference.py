@@ -42,12 +42,13 @@ def test_benchmark_harness_writes_every_key(tmp_path):
                 "inference_floor_fraction", "train_step_speedup_bf16", "train_first_step_speedup",
                 "inference_first_speedup", "train_step_speedup_bound", "inference_speedup_bound",
                 "inference_speedup_onnx", "inference_speedup_best", "streaming_latency_ms_p50",
-                "streaming_latency_ms_p95", "streaming_latency_ms_p50_pytorch", "streaming_latency_ms_p95_onnx"):
+                "streaming_latency_ms_p95", "streaming_latency_ms_p50_pytorch", "streaming_latency_ms_p95_onnx",
+                "train_peak_memory_ratio_checkpointed", "train_step_slowdown_checkpointed"):
         assert math.isfinite(result[key]) and result[key] > 0, key
     assert result["inference_speedup_best"] == max(result["inference_speedup"], result["inference_speedup_onnx"])
     assert result["streaming_latency_ms_p50"] == min(result["streaming_latency_ms_p50_pytorch"],
                                                      result["streaming_latency_ms_p50_onnx"])
     for name, row in result["rows"].items():  # the dense part of a run is part of it (profiled runs, not the timed ones)
-        if "onnx" not in name and "stream" not in name:
+        if not any(kind in name for kind in ("onnx", "stream", "checkpoint")):  # rows profiled for dense time
             assert 0 < row["dense_seconds"] < 3 * row["seconds"], name
     assert (tmp_path / "bench.png").stat().st_size > 0
