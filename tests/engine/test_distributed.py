@@ -82,3 +82,19 @@ def test_two_process_ddp_matches_single_process(tmp_path):
         torch.testing.assert_close(r0[k], v.detach(), rtol=1e-4, atol=1e-6)
         moved += not torch.equal(v.detach(), _model_and_optimizer()[0].state_dict()[k])
     assert moved > 0.9 * len(r0), "the steps must actually change the weights"
+
+
+def test_warnings_of_other_ranks_say_whose_they_are(capsys):
+    import warnings
+
+    from svformer.engine.distributed import tag_warnings
+
+    saved = warnings.showwarning
+    try:
+        tag_warnings(1)
+        tag_warnings(3)  # re-tagging replaces, never stacks
+        warnings.warn("skipping unreadable sample a.avi: cut short", RuntimeWarning)
+    finally:
+        warnings.showwarning = saved
+    err = capsys.readouterr().err
+    assert "[rank 3] skipping unreadable sample a.avi" in err and "[rank 1]" not in err

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,20 @@ def init_distributed(device_type: str) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def tag_warnings(rank: int) -> None:
+    """Prefix this process's warnings with ``[rank N]``: only rank 0 prints progress and results, but every
+    rank's warnings (an unreadable sample in its shard, say) still reach the user, saying whose they are."""
+    show = warnings.showwarning
+    if getattr(show, "_svformer_rank", None) is not None:
+        show = show.__wrapped__
+
+    def tagged(message, category, filename, lineno, file=None, line=None):
+        show(f"[rank {rank}] {message}", category, filename, lineno, file, line)
+
+    tagged._svformer_rank, tagged.__wrapped__ = rank, show
+    warnings.showwarning = tagged
 
 
 def all_reduce_mean(value: float, info: DistInfo, device) -> float:

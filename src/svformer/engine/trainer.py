@@ -34,7 +34,7 @@ from ..models import create_model
 from .amp import autocast
 from .checkpoint import describe_non_finite, load_checkpoint, non_finite, rng_state, save_checkpoint, set_rng_state
 from .data import Datasets, build_datasets, make_loader, prepare_synthetic
-from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, tag_warnings
 from .evaluate import EvalResult, evaluate
 from .logger import MetricsLogger, plot_confusion, plot_training
 from .optim import build_optimizer, soft_cross_entropy
@@ -111,6 +111,8 @@ class Trainer:
             print(f"svformer: warning: {warning}", file=sys.stderr, flush=True)
         probe = pick_device(cfg.device, DistInfo())
         self.info = init_distributed(probe.type)
+        if self.info.enabled:
+            tag_warnings(self.info.rank)
         self.device = pick_device(cfg.device, self.info)
         self.run_dir = cfg.output_dir
         self.lock = None
