@@ -186,8 +186,9 @@ def cmd_train(args) -> int:
     if resume == "auto":  # the run folder's last checkpoint, if the run has one (preemptible jobs)
         last = os.path.join(cfg.output_dir, "last.pt")
         resume = last if os.path.isfile(last) else None
-        print(f"svformer train: {'resuming from ' + last if resume else 'no ' + last + ' yet, starting'}",
-              file=sys.stderr, flush=True)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"svformer train: {'resuming from ' + last if resume else 'no ' + last + ' yet, starting'}",
+                  file=sys.stderr, flush=True)
     summary = train(cfg, resume=resume, test=not args.no_test)  # errors: one line, in `main`
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports

@@ -183,7 +183,7 @@ class Trainer:
 
     def close(self) -> None:
         """Release the run folder (the lock a training run holds)."""
-        if self.lock is not None:
+        if getattr(self, "lock", None) is not None:  # None too when __init__ failed before taking it
             self.lock.release()
             self.lock = None
 
@@ -276,7 +276,8 @@ class Trainer:
         flag = self.stop_signal is not None
         if self.info.enabled:
             flag = all_reduce_mean(float(flag), self.info, self.device) > 0
-            self.stop_signal = self.stop_signal or "a stop signal on another rank"
+            if flag and self.stop_signal is None:
+                self.stop_signal = "a stop signal on another rank"
         return flag
 
     def fit(self) -> dict:

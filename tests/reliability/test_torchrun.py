@@ -1,0 +1,81 @@
+"""The `svformer train` command under torchrun, two CPU ranks (gloo): it runs every epoch, and a SIGTERM
+to one rank stops both at the same batch with a checkpoint that `--resume auto` continues from to the
+same bits as a run never stopped."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from svformer.engine.checkpoint import load_checkpoint
+
+from .helpers import REPO, overrides
+
+EPOCHS = 6
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker processes through /proc")
+
+
+def torchrun(tmp, run):
+    args = ["train", "demo", *overrides(tmp, run, **{"optim.epochs": EPOCHS, "threads": 1, "data.num_workers": 0}),
+            "--no-test", "--resume", "auto"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m", "svformer",
+           *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                            start_new_session=True)
+
+
+def finish(proc, timeout=180):
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
+def worker_of_rank(launcher: int, rank: int):
+    """The pid of the worker of ``rank`` that the torchrun process ``launcher`` started, if running."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+        except OSError:
+            continue
+        if parent == launcher and env.get(b"RANK") == str(rank).encode():
+            return int(pid)
+    return None
+
+
+def test_two_ranks_train_every_epoch_and_stop_together_on_sigterm(tmp_path):
+    ref = torchrun(tmp_path, "ref")
+    out = finish(ref)
+    assert ref.returncode == 0, out[-3000:]
+    reference = load_checkpoint(str(tmp_path / "ref" / "last.pt"))
+    assert reference["epoch"] == EPOCHS and out.count("epoch ") >= EPOCHS  # one voice: rank 0's lines
+
+    proc = torchrun(tmp_path, "run")
+    last, deadline = tmp_path / "run" / "last.pt", time.time() + 120
+    while not (last.is_file() and load_checkpoint(str(last))["epoch"] >= 2) and time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.02)
+    victim = worker_of_rank(proc.pid, 1)
+    assert victim is not None and proc.poll() is None, "the run ended before the signal"
+    os.kill(victim, signal.SIGTERM)  # one rank only: the other must learn of it and stop at the same batch
+    out = finish(proc)
+    assert proc.returncode != 0 and "stopped by" in out, out[-3000:]
+    stopped = load_checkpoint(str(last))
+    assert 2 <= stopped["epoch"] < EPOCHS
+
+    resumed = torchrun(tmp_path, "run")
+    out = finish(resumed)
+    assert resumed.returncode == 0 and "resuming from" in out, out[-3000:]
+    state = load_checkpoint(str(last))
+    assert state["epoch"] == EPOCHS and state["iteration"] == reference["iteration"]
+    for k, v in reference["model"].items():
+        assert torch.equal(state["model"][k], v), k
