@@ -22,7 +22,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..models.layers import LocalPath, Mlp, PatchEmbed, SABlock, SeqConv2d, SpikingSelfAttention, CBlock
+from ..models.layers import CBlock, LocalPath, Mlp, PatchEmbed, SpikingSelfAttention
 from ..models.streaming import head_step
 from ..models.svformer import SVFormer
 from ..snn.dynamics import Dynamics, charge, reset_values
