@@ -15,7 +15,7 @@ import hashlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -65,6 +65,26 @@ def default_cache_dir(root: str) -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     key = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:16]
     return os.path.join(base, "svformer", "events", key)
+
+
+def cached_sample(cache_dir: str, path: str, tag: str,
+                  load: Callable[[], Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+    """The arrays ``load()`` cuts from the recording ``path`` for the sample ``tag``, from an ``.npz`` in
+    ``cache_dir`` when one is there (keyed by the file's path, size and modification time, and ``tag``),
+    else loaded and cached, written atomically. Used by every event dataset."""
+    st = os.stat(path)
+    key = f"{os.path.abspath(path)}|{st.st_size}|{int(st.st_mtime)}|{tag}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    cache = os.path.join(cache_dir, f"{os.path.basename(path)}_{tag}_{digest}.npz")
+    if os.path.isfile(cache):
+        with np.load(cache) as data:
+            return {k: data[k] for k in data.files}
+    arrays = load()
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{cache}.{os.getpid()}.tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, cache)
+    return arrays
 
 
 def gesture_root(root: str) -> str:
@@ -124,27 +144,15 @@ class DVSGesture(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _cache_path(self, sample: GestureSample) -> str:
-        st = os.stat(sample.aedat)
-        key = f"{os.path.abspath(sample.aedat)}|{st.st_size}|{int(st.st_mtime)}"
-        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-        name = f"{os.path.basename(sample.aedat)[:-6]}_{sample.start}_{sample.end}_{digest}.npz"
-        return os.path.join(self.cache_dir, name)
-
     def events(self, index: int) -> np.ndarray:
         """The events of one sample, from the cache or (first time) from its AEDAT file."""
         sample = self.samples[index]
-        cache = self._cache_path(sample)
-        if os.path.isfile(cache):
-            return np.load(cache)["events"]
-        events = read_aedat31(sample.aedat)
-        t = events["t"]
-        cut = events[(t >= sample.start) & (t < sample.end)]
-        os.makedirs(self.cache_dir, exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}.tmp.npz"
-        np.savez_compressed(tmp, events=cut)
-        os.replace(tmp, cache)
-        return cut
+
+        def cut():
+            events = read_aedat31(sample.aedat)
+            return {"events": events[(events["t"] >= sample.start) & (events["t"] < sample.end)]}
+
+        return cached_sample(self.cache_dir, sample.aedat, f"{sample.start}_{sample.end}", cut)["events"]
 
     def __getitem__(self, index: int):
         try:

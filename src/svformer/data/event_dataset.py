@@ -15,7 +15,6 @@ Gesture (``data.cache_dir``, default ``~/.cache/svformer/events``); an unreadabl
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .dvs_gesture import default_cache_dir
+from .dvs_gesture import cached_sample, default_cache_dir
 from .event_files import EventFileError, read_recording
 from .events import events_to_frames, fit_frames
 from .lists import DatasetLayoutError, _require_dir, _require_file, class_folders, text_lines
@@ -114,27 +113,19 @@ class EventFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _cache_path(self, sample: EventSample) -> str:
-        st = os.stat(sample.path)
-        key = f"{os.path.abspath(sample.path)}|{st.st_size}|{int(st.st_mtime)}|{sample.start}|{sample.end}|{self.sensor_size}"
-        return os.path.join(self.cache_dir, f"{os.path.basename(sample.path)}_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz")
-
     def recording(self, index: int) -> Tuple[np.ndarray, Tuple[int, int]]:
         """(events of the sample, sensor (height, width)), from the cache or (first time) from its file."""
         sample = self.samples[index]
-        cache = self._cache_path(sample)
-        if os.path.isfile(cache):
-            data = np.load(cache)
-            return data["events"], tuple(int(v) for v in data["sensor_size"])
-        rec = read_recording(sample.path, self.sensor_size)
-        events = rec.events
-        if sample.start is not None:
-            events = events[(events["t"] >= sample.start) & (events["t"] < sample.end)]
-        os.makedirs(self.cache_dir, exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}.tmp.npz"
-        np.savez_compressed(tmp, events=events, sensor_size=np.array(rec.sensor_size))
-        os.replace(tmp, cache)
-        return events, rec.sensor_size
+
+        def cut():
+            rec = read_recording(sample.path, self.sensor_size)
+            events = rec.events
+            if sample.start is not None:
+                events = events[(events["t"] >= sample.start) & (events["t"] < sample.end)]
+            return {"events": events, "sensor_size": np.array(rec.sensor_size)}
+
+        data = cached_sample(self.cache_dir, sample.path, f"{sample.start}_{sample.end}_{self.sensor_size}", cut)
+        return data["events"], tuple(int(v) for v in data["sensor_size"])
 
     def __getitem__(self, index: int):
         try:

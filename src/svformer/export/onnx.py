@@ -61,14 +61,16 @@ def trace(graph: torch.nn.Module, args: tuple, dynamic_shapes: dict, input_names
     return program.model_proto
 
 
-def state_shapes(model: SVFormer, batch: int = 1) -> List[torch.Size]:
-    """Shapes of the neuron states the step model carries, for ``batch`` frames per call."""
+def state_shapes(graph_model: SVFormer, batch: int = 1) -> List[torch.Size]:
+    """Shapes of the neuron states the step model of ``graph_model`` (an `inference_model`) carries, for
+    ``batch`` frames per call: one probing step, after which its neurons are reset again."""
     from ..models.streaming import StreamingSVFormer
 
-    probe = inference_model(model)
-    stream = StreamingSVFormer(probe)
-    stream.step(torch.zeros(batch, model.in_chans, *model.img_size))
-    return [layer.v.shape for layer in neurons(probe)]
+    stream = StreamingSVFormer(graph_model)
+    stream.step(torch.zeros(batch, graph_model.in_chans, *graph_model.img_size))
+    shapes = [layer.v.shape for layer in neurons(graph_model)]
+    stream.reset()
+    return shapes
 
 
 def export_onnx(model: SVFormer, path: str, kind: str = "clip", class_names: Optional[Sequence[str]] = None,
@@ -102,8 +104,8 @@ def export_onnx(model: SVFormer, path: str, kind: str = "clip", class_names: Opt
         inputs, outputs = ["clip"], ["logits"]
         dynamic = {"clip": {0: batch}}
     else:
+        shapes = state_shapes(graph_model, batch=2)
         graph = StepGraph(graph_model)
-        shapes = state_shapes(model, batch=2)
         states = [torch.full(s, layer.dynamics.reset_value) for s, layer in zip(shapes, graph.layers)]
         acc = torch.zeros(2, model.num_features, 1, 1)
         args = (torch.zeros(2, C, H, W), torch.zeros(1, dtype=torch.long), acc, *states)
