@@ -42,6 +42,11 @@ def test_model_kwargs_are_checked(tmp_path):
         main(["train", "demo", *overrides(tmp_path), "model.kwargs={dpeth: [1, 1, 1, 1]}"])
     with pytest.raises(SystemExit, match=r"model.kwargs may not set num_frames: it comes from data.num_frames"):
         main(["train", "demo", *overrides(tmp_path), "model.kwargs={num_frames: 4}"])
+    for kwargs, message in [("{drop_path_rate: fast}", "drop_path_rate expects float, got 'fast'"),
+                            ("{depth: 3}", "depth expects a list of int, got 3"),
+                            ("{fusion: maybe}", "fusion expects bool, got 'maybe'")]:
+        with pytest.raises(SystemExit, match=rf"^svformer train: model.kwargs for svformer_tiny: {message}$"):
+            main(["train", "demo", *overrides(tmp_path), f"model.kwargs={kwargs}"])
 
 
 def _csv_dataset(root, train_lines, test_lines=None):

@@ -120,14 +120,12 @@ class OperationCounter:
         self._clips = 0
         self._handles = []
 
-    # Spike provenance: id of each neuron output in the current forward -> (name, tensor kept alive).
+    # Spike provenance: each neuron output's storage in the current forward -> (name, storage kept
+    # alive). Views of the spikes share that storage (PyTorch keeps one Python object per storage).
     def _source_of(self, t: torch.Tensor) -> Optional[str]:
-        while t is not None:
-            hit = self._spike_sources.get(id(t))
-            if hit is not None and hit[1] is t:
-                return hit[0]
-            t = t._base
-        return None
+        storage = t.untyped_storage()
+        hit = self._spike_sources.get(id(storage))
+        return hit[0] if hit is not None and hit[1] is storage else None
 
     def _operand(self, acc: _Accumulator, i: int, t: torch.Tensor) -> None:
         source = self._source_of(t)
@@ -170,7 +168,8 @@ class OperationCounter:
             if recomputing():
                 return
             self._acc_for(name, "neuron").elements += output.numel()
-            self._spike_sources[id(output)] = (name, output)
+            storage = output.untyped_storage()
+            self._spike_sources[id(storage)] = (name, storage)
         return hook
 
     def _model_pre_hook(self, module, args):

@@ -12,12 +12,14 @@ option                what it does
                       (`neuron`, `chunked`): the same spikes as the plain loop
 ``norm``              per-step BatchNorm in place, without the permute copies (`norm`)
 ``channels_last``     feature maps stored (T, B, H, W, C): PyTorch's fast CPU convolution layout
-``compact_spikes``    spikes saved for the backward as 1 byte instead of 4, exactly (`spikes`)
-``recompute_norm``    BatchNorm outputs that a neuron saves recomputed in the backward (`saved`)
+``compact_spikes``    layers that read spikes keep them for the backward as 1 byte instead of 4,
+                      exactly (`compact`; on every device)
+``recompute_norm``    a BatchNorm output that the next neuron reads is recomputed in that neuron's
+                      backward instead of kept (`norm.NormOutputs`; needs ``neurons`` and ``norm``)
 ``pool``              large outputs recycled between steps instead of faulted in afresh (`pool`)
 ====================  ==========================================================================
 
-Every kernel checks where it runs: on other devices and under torch.compile it falls back to the
+Every CPU kernel checks where it runs: on other devices and under torch.compile it falls back to the
 plain computation, so an accelerated model still runs anywhere. ``SVFormer(accelerate=...)`` applies
 this at construction (True: the default options, which are the ones measured to pay on the CPUs here;
 docs/performance.md has the A/B table). The process-wide C allocator setting is separate
@@ -25,9 +27,7 @@ docs/performance.md has the A/B table). The process-wide C allocator setting is 
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, fields
-from functools import partial
 from typing import Callable, Union
 
 import torch
@@ -74,40 +74,36 @@ class Acceleration:
 
 
 def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True) -> Acceleration:
-    """Give ``model``'s neurons and per-step BatchNorms the accelerated kernels ``options`` select, and
-    the model its saved-tensor compaction and memory format. Returns the resolved options.
+    """Give ``model``'s neurons, per-step BatchNorms and spike-reading layers the kernels ``options``
+    select, and the model its memory format. Returns the resolved options.
 
-    Works on any module holding svformer neurons and BatchNorms; a model's own switches (``memory_format``,
-    ``saved_tensors``) are set where it has them.
+    Works on any module holding svformer neurons, BatchNorms and `models.layers.SpikeInput` layers; a
+    model's own ``memory_format`` is set where it has one. Layers that read spikes keep them as 1 byte
+    only when every neuron of the model is an svformer neuron (whose spikes are exactly 0 and 1).
     """
-    from ..snn.neuron import BaseNeuron
-    from ..snn.norm import TimeBatchNorm, per_step_batch_norm
+    from ..models.layers import SpikeInput
     from ..snn.dynamics import reference_multistep
+    from ..snn.neuron import BaseNeuron, is_neuron
+    from ..snn.norm import TimeBatchNorm, per_step_batch_norm
+    from .compact import CompactKernel
     from .neuron import NeuronKernel
-    from .norm import PerStepNormKernel
+    from .norm import NormOutputs, PerStepNormKernel
 
     opts = Acceleration.resolve(options)
     alloc = opts.allocator()
+    outputs = NormOutputs() if opts.recompute_norm and opts.norm and opts.neurons else None
+    binary = all(isinstance(m, BaseNeuron) for m in model.modules() if is_neuron(m))
+    compact = CompactKernel(alloc) if opts.compact_spikes and binary else None
     for m in model.modules():
         if isinstance(m, BaseNeuron):
-            m.kernel = NeuronKernel(alloc, mark=opts.compact_spikes) if opts.neurons else reference_multistep
+            m.kernel = NeuronKernel(alloc, outputs) if opts.neurons else reference_multistep
         elif isinstance(m, TimeBatchNorm):
-            m.kernel = PerStepNormKernel(alloc, recipe=opts.recompute_norm) if opts.norm else per_step_batch_norm
+            m.kernel = PerStepNormKernel(alloc, outputs) if opts.norm else per_step_batch_norm
+        elif isinstance(m, SpikeInput) and m.spike_input:
+            m.kernel = compact
     if hasattr(model, "memory_format"):
         model.memory_format = "channels_last" if opts.channels_last else "contiguous"
-    if hasattr(model, "saved_tensors"):
-        model.saved_tensors = (partial(_compact_saved, opts, alloc)
-                               if opts.compact_spikes or opts.recompute_norm else None)
     return opts
-
-
-def _compact_saved(opts: Acceleration, alloc: Callable):
-    from .saved import compact_saved
-    from .spikes import compaction_applies
-
-    if not compaction_applies():
-        return contextlib.nullcontext()
-    return compact_saved(opts.compact_spikes, opts.recompute_norm, alloc)
 
 
 __all__ = ["Acceleration", "accelerate"]

@@ -20,51 +20,59 @@ from ..snn.dynamics import Dynamics, reference_multistep, reset_values
 from ..snn.surrogate import Surrogate
 from . import chunked
 from .layout import time_major
-from .spikes import compaction_applies, mark_spikes
+from .norm import NormOutputs, NormRecipe
 
 
 class FusedMultiStep(torch.autograd.Function):
-    """``FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, alloc, keep_h)`` -> ``(spike_seq, v_last, h_seq)``.
+    """``FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, alloc, keep_h, recipe)`` ->
+    ``(spike_seq, v_last, h_seq)``.
 
     The first two carry gradients (``v_last`` so that a sequence split over several calls still
     backpropagates through the state); ``h_seq``, the pre-reset potentials, is a non-differentiable
     by-product for diagnostics, empty unless ``keep_h``. ``k`` is sigmoid(w) for PLIF, else None.
+    ``recipe``: how a per-step BN made ``x_seq`` (`norm.NormRecipe`); the backward then recomputes the
+    input from it instead of keeping it.
     """
 
     @staticmethod
-    def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, alloc: Callable, keep_h: bool = False):
+    def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, alloc: Callable, keep_h: bool = False,
+                recipe: Optional[NormRecipe] = None):
         saved = time_major(x_seq)
         spike_seq, v, h_seq = chunked.forward(dyn, saved, v0, k, alloc, keep_h=keep_h)
         if h_seq is None:
             h_seq = x_seq.new_empty(0)
         ctx.dyn, ctx.surrogate, ctx.alloc = dyn, surrogate, alloc
         ctx.k_needs_grad = k is not None and ctx.needs_input_grad[2]
-        ctx.save_for_backward(saved, v0, k)
+        ctx.channels_last = None if recipe is None else recipe.channels_last
+        ctx.view = (saved.size(), saved.stride())
+        ctx.save_for_backward(v0, k, *((saved,) if recipe is None else recipe.tensors()))
         ctx.mark_non_differentiable(h_seq)
         return spike_seq, v, h_seq
 
     @staticmethod
     def backward(ctx, grad_spike, grad_v_last, _grad_h):
-        saved, v0, k = ctx.saved_tensors
+        v0, k, *kept = ctx.saved_tensors
+        saved = kept[0] if ctx.channels_last is None else NormRecipe.restore(*kept, ctx.channels_last, ctx.alloc,
+                                                                                 ctx.view)
         if grad_spike is None:
             grad_spike = torch.zeros_like(saved)
         if grad_v_last is None:
             grad_v_last = torch.zeros_like(v0)
         grad_x, grad_v, grad_k = chunked.backward(ctx.dyn, ctx.surrogate, saved, v0, k, grad_spike, grad_v_last,
                                                   ctx.k_needs_grad, ctx.alloc)
-        return grad_x, grad_v, grad_k, None, None, None, None
+        return grad_x, grad_v, grad_k, None, None, None, None, None
 
 
 class NeuronKernel:
     """A neuron layer's kernel (see `snn.neuron`): the fused chunked loops on CPU tensors outside
     torch.compile, the plain loop elsewhere; the same spikes either way.
 
-    ``alloc(like)`` makes the large outputs; ``mark``: declare the returned spikes as spikes, so that
-    the layers after them save them as 1 byte (`spikes`, `saved.compact_saved`).
+    ``alloc(like)`` makes the large outputs; ``norm_outputs``: the recipes of the model's BN outputs,
+    for inputs that are one (recomputed in the backward instead of kept; None: always kept).
     """
 
-    def __init__(self, alloc: Callable = torch.empty_like, mark: bool = True):
-        self.alloc, self.mark = alloc, mark
+    def __init__(self, alloc: Callable = torch.empty_like, norm_outputs: Optional[NormOutputs] = None):
+        self.alloc, self.norm_outputs = alloc, norm_outputs
 
     def __call__(self, dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch.Tensor,
                  k: Optional[torch.Tensor], store_v_seq: bool = False):
@@ -73,11 +81,10 @@ class NeuronKernel:
         needs_graph = torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad
                                                    or (k is not None and k.requires_grad))
         if needs_graph:
-            spikes, v, h_seq = FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, self.alloc, store_v_seq)
+            recipe = None if self.norm_outputs is None else self.norm_outputs.get(x_seq)
+            spikes, v, h_seq = FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, self.alloc, store_v_seq, recipe)
         else:  # inference: no autograd node, nothing kept for a backward
             with torch.no_grad():
                 spikes, v, h_seq = chunked.forward(dyn, x_seq, v0, k, self.alloc, keep_h=store_v_seq)
         v_seq = reset_values(dyn, h_seq) if store_v_seq else None
-        if self.mark and compaction_applies():
-            mark_spikes(spikes)
         return spikes, v, v_seq

@@ -6,15 +6,16 @@ BatchNorm of its own slice of the parameters, computed in place in the (T, B, ..
 
 - training: `_PerStepBatchNorm`, PyTorch's kernels for the statistics (and the running-statistics
   update) and for the input gradients, the output as y = x * scale + shift into one preallocated
-  tensor; optionally marked with the recipe that made it (`Recompute`), so that a later layer's saved
-  copy of it can be recomputed in the backward instead of kept (`saved.compact_saved`);
+  tensor; with a `NormOutputs`, the recipe that made it is kept there, so that a neuron reading it can
+  recompute it in the backward instead of keeping a float copy (`neuron.FusedMultiStep`);
 - evaluation: the affine map per (t, c) in one pass.
 
 The same function as the plain formulation, up to float rounding in the statistics.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import weakref
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -33,7 +34,7 @@ def _affine_into(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, chan
     """y[t] = x[t] * scale[t] + shift[t] per channel, into ``out`` (x's layout); scale/shift are (T*C,).
 
     A multiply and then an add, each rounded once, never fused into one multiply-add: the training
-    forward and `Recompute` run this same code, so a recomputed output has the forward's bits on any
+    forward and `NormRecipe.restore` run this same code, so a recomputed output has the forward's bits on any
     CPU and thread count.
     """
     C = scale.shape[0] // x.shape[0]
@@ -54,54 +55,71 @@ def _batch_stats(x_t: torch.Tensor, running_mean, running_var, momentum: float, 
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: no element-wise tensor comparison
-class Recompute:
-    """A saved per-step BN output, kept as the recipe that made it: the BN input (which the BN keeps for
-    its own backward anyway) and the per-(t, c) scale and shift. The BN marks its output with one
-    (``view`` None); each saved view of it gets a copy with its ``view`` (size, stride, offset), and
-    `restore` recomputes the output (the same bits, `_affine_into`) and returns that view."""
+class NormRecipe:
+    """How a training per-step BN made its output: from its input ``x`` (which the BN keeps for its own
+    backward anyway) and the per-(t, c) ``scale`` and ``shift``. `restore` computes the output again,
+    with the forward's bits (`_affine_into`)."""
 
     x: torch.Tensor
-    x_version: int
     scale: torch.Tensor
     shift: torch.Tensor
     channels_last: bool
-    version: int  # the output's version when the BN made it
-    alloc: Callable
-    view: Optional[tuple] = None
 
-    def restore(self) -> torch.Tensor:
-        if self.x._version != self.x_version:
-            raise RuntimeError("the input of a per-step BatchNorm was modified in place after the forward; its "
-                               "output, which a later layer saved for the backward, cannot be recomputed")
+    def tensors(self) -> tuple:
+        return self.x, self.scale, self.shift
+
+    @staticmethod
+    def restore(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, channels_last: bool,
+                alloc: Callable = torch.empty_like, view: Optional[tuple] = None) -> torch.Tensor:
+        """The output again from `tensors`; ``view`` (size, stride): as that view of its memory."""
         with torch.no_grad():
-            y = _affine_into(self.x, self.scale, self.shift, self.channels_last, self.alloc(self.x))
-        return y.as_strided(*self.view)
+            y = _affine_into(x, scale, shift, channels_last, alloc(x))
+        return y if view is None else y.as_strided(*view)
 
 
-_RECIPE = "_svformer_bn_recipe"
+class NormOutputs:
+    """The recipes of the outputs the accelerated per-step BNs of one model made in training, for the
+    accelerated neurons that read them: a neuron right after a BN (the MLPs' hidden layers, the first
+    neuron after each patch embedding) then keeps the recipe for its backward instead of a float copy
+    of its input, while the BN keeps that input anyway.
 
+    A neuron input is recognised when it is the BN's output, or a view of all of it with time outermost
+    (an attention block reads a patch embedding's maps as tokens), and that output is alive and not
+    written in place since (autograd then gives it another ``grad_fn``). The recipe's tensors go through
+    the neuron's ``save_for_backward``, so autograd checks that the BN input is unmodified at the
+    backward.
+    """
 
-def recompute_recipe(t: torch.Tensor) -> Optional[Recompute]:
-    """For autograd's pack hook: a `Recompute` if ``t`` is (a view of) a per-step BN output not written since
-    the BN made it, else None."""
-    if t.is_inference():
-        return None
-    base = t if t._base is None else t._base
-    recipe = getattr(base, _RECIPE, None)
-    if recipe is None or recipe.version != t._version:
-        return None
-    return replace(recipe, view=(t.size(), t.stride(), t.storage_offset()))
+    def __init__(self):
+        self._entries = {}
+        self.recognised = 0  # how many neuron inputs were taken as recipes (for tests and diagnostics)
+
+    def put(self, y: torch.Tensor, recipe: NormRecipe) -> None:
+        key, entries = y.data_ptr(), self._entries
+        entries[key] = (weakref.ref(y, lambda _: entries.pop(key, None)), y.grad_fn, recipe)
+
+    def get(self, x: torch.Tensor) -> Optional[NormRecipe]:
+        """The recipe of ``x`` if ``x`` is (a whole, time-major view of) a BN output as the BN made it."""
+        entry = self._entries.get(x.data_ptr())
+        if entry is None:
+            return None
+        y = entry[0]()
+        if (y is None or y.grad_fn is not entry[1] or y.numel() != x.numel() or y.dtype != x.dtype
+                or time_major(x) is not x):
+            return None
+        self.recognised += 1
+        return entry[2]
 
 
 class _PerStepBatchNorm(torch.autograd.Function):
     """Training-mode per-step BN on each contiguous time step, written into one preallocated output: none
     of the (T, B) <-> (B, T) permute copies of the reshape formulation. PyTorch's own kernels compute the
     statistics (and update the running ones) and the input gradients; the output is `_affine_into`, so
-    that a later layer's saved copy of it can be recomputed instead of kept (`recompute_recipe`)."""
+    that a neuron can recompute it from the recipe appended to ``recipes`` instead of keeping it."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float, channels_last: bool,
-                alloc: Callable, recipe: bool):
+                alloc: Callable, recipes: Optional[list]):
         T = x.shape[0]
         C = weight.shape[0] // T
         save_mean, save_invstd = weight.new_empty(T * C), weight.new_empty(T * C)
@@ -113,8 +131,8 @@ class _PerStepBatchNorm(torch.autograd.Function):
         scale = weight * save_invstd
         shift = bias - save_mean * scale
         y = _affine_into(x, scale, shift, channels_last, alloc(x))
-        if recipe:
-            setattr(y, _RECIPE, Recompute(x, x._version, scale, shift, channels_last, y._version, alloc))
+        if recipes is not None:
+            recipes.append(NormRecipe(x, scale, shift, channels_last))
         ctx.save_for_backward(x, weight, save_mean, save_invstd)
         ctx.eps, ctx.channels_last, ctx.alloc = eps, channels_last, alloc
         return y
@@ -139,19 +157,22 @@ class _PerStepBatchNorm(torch.autograd.Function):
 class PerStepNormKernel:
     """A `TimeBatchNorm` kernel: the in-place per-step BatchNorm above on CPU tensors outside
     torch.compile, `per_step_batch_norm` elsewhere. ``alloc(like)`` makes the large outputs;
-    ``recipe``: mark training outputs for recomputation."""
+    ``outputs``: where the recipes of training outputs go (None: not kept)."""
 
-    def __init__(self, alloc: Callable = torch.empty_like, recipe: bool = True):
-        self.alloc, self.recipe = alloc, recipe
+    def __init__(self, alloc: Callable = torch.empty_like, outputs: Optional[NormOutputs] = None):
+        self.alloc, self.outputs = alloc, outputs
 
     def __call__(self, bn: TimeBatchNorm, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or torch.compiler.is_compiling():
             return per_step_batch_norm(bn, x)
         x = x.contiguous() if bn.channels_last else time_major(x)  # maps may be channels-last inside a step
         if bn.training:
-            return _PerStepBatchNorm.apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var,
-                                           bn.batch_momentum(), bn.eps, bn.channels_last, self.alloc,
-                                           self.recipe and torch.is_grad_enabled())
+            made = [] if self.outputs is not None and torch.is_grad_enabled() else None
+            y = _PerStepBatchNorm.apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.batch_momentum(),
+                                        bn.eps, bn.channels_last, self.alloc, made)
+            if made:
+                self.outputs.put(y, made[0])
+            return y
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         shift = bn.bias - bn.running_mean * scale
         if bn.channels_last:

@@ -6,23 +6,26 @@ takes it back the next time, so each step the kernel faults in and zeroes that m
 keeps a caching allocator for CUDA but none for the CPU; this is one for svformer's own large outputs
 only, so it changes nothing for the rest of the process (unlike `allocator.tune_allocator`).
 
-A block is free when the pool holds the only reference to its storage: every tensor handed out (and
-every view of it, or autograd's saved copy of it) holds one more, counted by PyTorch itself. That count
-is a private PyTorch function (``torch._C._storage_Use_Count``, which inductor's CUDA-graph trees use
-too); where a PyTorch release lacks it, the pool steps aside and every request is a new tensor. Blocks are matched by
-exact size, since a model's shapes repeat from step to step. A free block that has not been reused for
+A block is free when no tensor uses its memory any more. Each block is a tensor's memory seen as a
+NumPy array; every tensor handed out is made with `torch.from_numpy` over that array, whose storage
+holds a reference to the array until the last tensor, view or autograd-saved tensor sharing the storage
+is gone. So the array's Python reference count (`sys.getrefcount`) says whether the block is in use,
+through public APIs only. Blocks are matched by exact size, since a model's shapes repeat from step to
+step. A free block that has not been reused for
 `MAX_IDLE` requests is given back when the pool would otherwise grow (e.g. training blocks during a
 long evaluation with another batch size); `release` gives back every free block at once.
 
-Off the CPU (where PyTorch caches already), under torch.compile, for small tensors and without the
-counter, `empty_like` is `torch.empty_like`.
+Off the CPU (where PyTorch caches already), under torch.compile and for small tensors, `empty_like` is
+`torch.empty_like`.
 """
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 
 # Below this, a request is served by torch.empty_like: the pool is for the large outputs.
@@ -31,16 +34,22 @@ MIN_BYTES = 8 << 20
 # eight training steps of the paper model (about 130 requests per step).
 MAX_IDLE = 1024
 
-_use_count = getattr(torch._C, "_storage_Use_Count", None)
-
-
 @dataclass
 class _Block:
-    storage: torch.UntypedStorage
+    memory: np.ndarray  # a view of a torch tensor's memory; each storage made over it holds a reference
     last_use: int
 
     def free(self) -> bool:
-        return _use_count(self.storage._cdata) == 1
+        return sys.getrefcount(self.memory) <= _FREE_REFS
+
+    def storage(self) -> torch.UntypedStorage:
+        return torch.from_numpy(self.memory).untyped_storage()
+
+
+# References to a free block's array, as `sys.getrefcount` counts them (the block's own and the call's).
+_probe = _Block(np.empty(0), 0)
+_FREE_REFS = sys.getrefcount(_probe.memory)
+del _probe
 
 
 @dataclass
@@ -75,8 +84,7 @@ class BufferPool:
 
     def _applies(self, device: torch.device, nbytes: int) -> bool:
         return (
-            _use_count is not None
-            and device.type == "cpu"
+            device.type == "cpu"
             and nbytes >= self.min_bytes
             and not torch.compiler.is_compiling()
         )
@@ -87,11 +95,11 @@ class BufferPool:
             for block in self._blocks.get(nbytes, ()):
                 if block.free():
                     block.last_use = self._requests
-                    return block.storage
+                    return block.storage()
             self._drop_idle()
-            buf = torch.empty(nbytes, dtype=torch.uint8)
-            self._blocks.setdefault(nbytes, []).append(_Block(buf.untyped_storage(), self._requests))
-            return buf.untyped_storage()
+            block = _Block(torch.empty(nbytes, dtype=torch.uint8).numpy(), self._requests)  # torch's allocator
+            self._blocks.setdefault(nbytes, []).append(block)
+            return block.storage()
 
     def _drop_idle(self) -> None:
         self._keep(lambda b: not b.free() or self._requests - b.last_use <= self.max_idle)
@@ -117,8 +125,8 @@ class BufferPool:
         with self._lock:
             blocks = [b for bs in self._blocks.values() for b in bs]
         free = [b for b in blocks if b.free()]
-        return PoolStats(len(blocks), sum(b.storage.nbytes() for b in blocks), len(free),
-                         sum(b.storage.nbytes() for b in free), self._requests)
+        return PoolStats(len(blocks), sum(b.memory.nbytes for b in blocks), len(free),
+                         sum(b.memory.nbytes for b in free), self._requests)
 
 
 _POOL = BufferPool()

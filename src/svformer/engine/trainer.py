@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import TrainConfig, from_dict, save_config, to_dict
 from ..data.transforms import Mixup, one_hot
 from ..models import create_model
+from ..models.svformer import check_arguments
 from .amp import autocast
 from .checkpoint import describe_non_finite, load_checkpoint, non_finite, rng_state, save_checkpoint, set_rng_state
 from .data import Datasets, build_datasets, make_loader, prepare_synthetic
@@ -72,6 +73,7 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, img_size: int
     if reserved:
         raise ValueError(f"model.kwargs may not set {', '.join(reserved)}: it comes from "
                          f"{', '.join(RESERVED_MODEL_KWARGS[k] for k in reserved)}")
+    check_arguments(cfg.model.kwargs, where=f"model.kwargs for {cfg.model.name}")
     kwargs = dict(num_classes=num_classes, in_chans=in_chans, num_frames=cfg.data.num_frames, img_size=img_size)
     kwargs.update(cfg.model.kwargs)
     try:

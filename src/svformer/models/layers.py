@@ -8,6 +8,9 @@ carries real values and every conv/linear directly after a neuron receives binar
 (docs/architecture.md). Neurons and norms come in through factories, so a variant (LIF
 instead of PLIF, shared BN, a spikingjelly node for benchmarking) is an argument, not a copy.
 
+Layers that read the spikes of the neuron right before them say so (``spike_input``; `SpikeInput`):
+that is a fact of the wiring, which accelerations may use (saving those inputs as 1 byte).
+
 Every block takes an optional ``t``: the input is then the single time step ``t`` (streaming), which
 its BatchNorms need to pick that step's statistics (`TimeBatchNorm.forward_step`).
 """
@@ -28,13 +31,46 @@ def _norm(norm: nn.Module, x: torch.Tensor, t: Optional[int]) -> torch.Tensor:
     return norm(x) if t is None else norm(x, t)
 
 
-class SeqConv2d(nn.Conv2d):
+class SpikeInput:
+    """A layer that may read spikes (only 0 and 1) from the neuron right before it: ``spike_input`` says
+    whether this one does. ``kernel(layer, *inputs)``, which `svformer.cpu.accelerate` sets on the layers
+    that read spikes, computes the layer's op relying on that (e.g. keeping its input for the backward as
+    1 byte); None (the plain model) runs the layer's own op."""
+
+    spike_input: bool = False
+    kernel: Optional[Callable] = None
+
+
+class SeqConv2d(SpikeInput, nn.Conv2d):
     """Conv2d applied to every time step at once. Shape: (T, B, C, H, W) -> (T, B, C', H', W')."""
+
+    def __init__(self, *args, spike_input: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spike_input = spike_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
-        y = super().forward(x.flatten(0, 1))
+        x = x.flatten(0, 1)
+        y = super().forward(x) if self.kernel is None else self.kernel(self, x)
         return y.unflatten(0, (T, B))
+
+
+class SpikeLinear(SpikeInput, nn.Linear):
+    """nn.Linear over the spikes of the neuron before it (state-dict keys as nn.Linear's)."""
+
+    spike_input = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if self.kernel is None else self.kernel(self, x)
+
+
+class SpikeConv3d(SpikeInput, nn.Conv3d):
+    """nn.Conv3d over the spikes of the neuron before it (the Conv3d head)."""
+
+    spike_input = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if self.kernel is None else self.kernel(self, x)
 
 
 class DropPath(nn.Module):
@@ -66,7 +102,7 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int, neuron: NeuronFactory, norm: NormFactory, tokens: bool):
         super().__init__()
-        fc = (lambda i, o: nn.Linear(i, o)) if tokens else (lambda i, o: SeqConv2d(i, o, 1))
+        fc = (lambda i, o: SpikeLinear(i, o)) if tokens else (lambda i, o: SeqConv2d(i, o, 1, spike_input=True))
         self.act1 = neuron()
         self.fc1 = fc(dim, hidden)
         self.norm1 = norm(hidden, tokens)
@@ -89,7 +125,7 @@ class CBlock(nn.Module):
     def __init__(self, dim: int, mlp_ratio: float, neuron: NeuronFactory, norm: NormFactory, drop_path: float = 0.0):
         super().__init__()
         self.act1 = neuron()
-        self.conv1 = SeqConv2d(dim, dim, 1)
+        self.conv1 = SeqConv2d(dim, dim, 1, spike_input=True)
         self.attn = SeqConv2d(dim, dim, 5, padding=2, groups=dim)
         self.conv2 = SeqConv2d(dim, dim, 1)
         self.norm2 = norm(dim, False)
@@ -102,11 +138,17 @@ class CBlock(nn.Module):
         return x + self.drop_path(self.mlp(x, t))
 
 
-class MatMul(nn.Module):
-    """``a @ b`` as a module, so that analysis hooks see the attention products with their operands."""
+class MatMul(SpikeInput, nn.Module):
+    """``a @ b`` as a module, so that analysis hooks see the attention products with their operands.
+    ``spike_operands``: which of ``a`` and ``b`` are the spikes of a neuron."""
+
+    def __init__(self, spike_operands: tuple = (False, False)):
+        super().__init__()
+        self.spike_operands = tuple(spike_operands)
+        self.spike_input = any(self.spike_operands)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return a @ b
+        return a @ b if self.kernel is None else self.kernel(self, a, b)
 
 
 class SpikingSelfAttention(nn.Module):
@@ -125,15 +167,15 @@ class SpikingSelfAttention(nn.Module):
         self.head_dim = head_dim
         self.scale = head_dim ** -0.5
         self.in_lif = neuron()
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.qkv = SpikeLinear(dim, dim * 3)
         self.norm1 = norm(dim * 3, True)
         self.q_lif = neuron()
         self.k_lif = neuron()
         self.v_lif = neuron()
-        self.kv_matmul = MatMul()
-        self.q_matmul = MatMul()
+        self.kv_matmul = MatMul(spike_operands=(True, True))
+        self.q_matmul = MatMul(spike_operands=(True, False))
         self.proj_lif = neuron()
-        self.proj = nn.Linear(dim, dim)
+        self.proj = SpikeLinear(dim, dim)
         self.norm2 = norm(dim, True)
 
     def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
@@ -176,7 +218,7 @@ class PatchEmbed(nn.Module):
         super().__init__()
         if neuron is not None:
             self.in_lif = neuron()
-        self.proj = SeqConv2d(in_chans, dim, kernel, stride=stride, padding=padding)
+        self.proj = SeqConv2d(in_chans, dim, kernel, stride=stride, padding=padding, spike_input=neuron is not None)
         self.norm = norm(dim, False)
 
     def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
@@ -192,7 +234,7 @@ class LocalPath(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, neuron: NeuronFactory, norm: NormFactory):
         super().__init__()
         self.lif = neuron()
-        self.dwconv = SeqConv2d(in_dim, in_dim, 3, stride=2, padding=1, groups=in_dim)
+        self.dwconv = SeqConv2d(in_dim, in_dim, 3, stride=2, padding=1, groups=in_dim, spike_input=True)
         self.pwconv = SeqConv2d(in_dim, out_dim, 1)
         self.norm = norm(out_dim, False)
 

@@ -13,7 +13,8 @@ every layer inside runs on (T, B, ...).
 """
 from __future__ import annotations
 
-import contextlib
+import collections.abc
+import typing
 from functools import partial
 from typing import Callable, Optional, Sequence, Union
 
@@ -23,13 +24,53 @@ from torch import nn
 from ..snn import NEURONS, TimeBatchNorm, get_surrogate, reset_states
 from .checkpointing import MODES as CHECKPOINTING
 from .checkpointing import checkpointed
-from .layers import CBlock, LocalPath, PatchEmbed, SABlock
+from .layers import CBlock, LocalPath, PatchEmbed, SABlock, SpikeConv3d
 
 HEADS = ("conv3d", "avgpool")
 SMALL_BATCH_MESSAGE = ("training the Conv3d head needs at least 2 clips per device, got {batch}: its BatchNorm3d "
                        "normalises each channel over the batch of 1x1x1 maps; use a per-device batch of 2 or more, "
                        "SyncBatchNorm across devices, or head='avgpool'")
 NORMS = ("per_step", "shared")
+
+
+def check_arguments(arguments: dict, where: str = "SVFormer") -> None:
+    """Raise ValueError, naming the argument, for a value whose type the constructor does not take
+    (e.g. ``drop_path_rate: "0.1"`` or ``depth: 3`` from a config file). Names the constructor does
+    not have are left to the call itself."""
+    hints = typing.get_type_hints(SVFormer.__init__)
+    for name, value in arguments.items():
+        if name in hints and not _matches(value, hints[name]):
+            raise ValueError(f"{where}: {name} expects {_describe(hints[name])}, got {value!r}")
+
+
+def _matches(value, tp) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Union:
+        return any(_matches(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp in (int, float):
+        return isinstance(value, (int, float) if tp is float else int) and not isinstance(value, bool)
+    if origin is collections.abc.Sequence:
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value)
+    if origin is collections.abc.Callable:
+        return callable(value)
+    return isinstance(value, origin or tp)
+
+
+def _describe(tp) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Union:
+        return " or ".join(_describe(a) for a in args)
+    if tp is type(None):
+        return "null"
+    if origin is collections.abc.Sequence:
+        return f"a list of {_describe(args[0])}"
+    if origin is collections.abc.Callable:
+        return "a factory"
+    return getattr(tp, "__name__", str(tp))
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -117,9 +158,8 @@ class SVFormer(nn.Module):
         self.norm_type = "per_step" if callable(norm) else norm
         self.fusion = fusion
         # Set by `svformer.cpu.accelerate`: how feature maps are stored ('contiguous' or 'channels_last',
-        # the same function), and a context that shrinks what autograd saves (None: saved as they are).
+        # the same function).
         self.memory_format = "contiguous"
-        self.saved_tensors = None
 
         make_neuron = neuron if callable(neuron) else self._neuron_factory(
             neuron, v_threshold, v_reset, detach_reset, init_tau, decay_input, surrogate, surrogate_alpha,
@@ -157,7 +197,7 @@ class SVFormer(nn.Module):
             self.head_lif = make_neuron()
             # groups = dims[3]: with fusion each group pairs channels (2g, 2g+1) as in the authors' code;
             # without fusion it is depthwise.
-            self.head_conv = nn.Conv3d(self.num_features, self.num_features, (num_frames, *self.feature_size),
+            self.head_conv = SpikeConv3d(self.num_features, self.num_features, (num_frames, *self.feature_size),
                                        groups=dims[3])
             self.head_norm = nn.BatchNorm3d(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes)
@@ -278,5 +318,4 @@ class SVFormer(nn.Module):
         x = x.permute(2, 0, 1, 3, 4)  # (T, B, C, H, W)
         if self.memory_format == "channels_last":
             x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # stored as (T, B, H, W, C)
-        with self.saved_tensors() if self.saved_tensors is not None else contextlib.nullcontext():
-            return self.forward_head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))

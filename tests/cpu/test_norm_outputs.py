@@ -1,0 +1,109 @@
+"""BatchNorm outputs that a neuron reads are recomputed in its backward (`cpu.norm.NormOutputs`) with the
+forward's bits, and only while the BN's output and input are unmodified."""
+import pytest
+import torch
+
+from svformer import SVFormer
+from svformer.cpu.neuron import NeuronKernel
+from svformer.cpu.norm import NormOutputs, PerStepNormKernel
+from svformer.snn import ParametricLIFNode, TimeBatchNorm
+
+from .test_compact import SMALL
+
+
+def _train_step(recompute: bool, x, memory_format="channels_last", **kwargs):
+    torch.manual_seed(0)
+    model = SVFormer(num_classes=5, accelerate={"recompute_norm": recompute,
+                                                "channels_last": memory_format == "channels_last"},
+                     **SMALL, **kwargs).train()
+    model(x).square().sum().backward()
+    return model
+
+
+def _outputs(model) -> NormOutputs:
+    return next(m.kernel.outputs for m in model.modules() if isinstance(m, TimeBatchNorm))
+
+
+@pytest.mark.parametrize("memory_format", ["channels_last", "contiguous"])
+def test_recomputed_norm_outputs_give_bit_identical_training(memory_format):
+    x = torch.randn(2, 3, 3, 64, 64)
+    kept = _train_step(False, x, memory_format)
+    recomputed = _train_step(True, x, memory_format)
+    for (name, p), q in zip(kept.named_parameters(), recomputed.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    for (name, b), c in zip(kept.named_buffers(), recomputed.buffers()):
+        assert torch.equal(b, c), name
+    assert _outputs(kept) is None
+
+
+def test_every_norm_output_a_neuron_reads_is_recognised():
+    """The MLPs' hidden BN -> neuron (4 in SMALL) and each patch embedding's output, read by the next block's
+    first neuron (stages 1, 2 and 4, the attention blocks through a token view; stage 3's twice: its
+    attention block and the local path). The attention's q/k/v neurons read slices, which are kept."""
+    model = _train_step(True, torch.randn(2, 3, 3, 64, 64))
+    assert _outputs(model).recognised == sum(SMALL["depth"]) + 5
+    checkpointed = _train_step(True, torch.randn(2, 3, 3, 64, 64), checkpointing="block")
+    assert _outputs(checkpointed).recognised == 2 * (sum(SMALL["depth"]) + 5)  # forward and recompute
+
+
+def _bn_neuron(channels_last):
+    torch.manual_seed(0)
+    outputs = NormOutputs()
+    bn = TimeBatchNorm(6, num_steps=4, channels_last=channels_last).train()
+    bn.kernel = PerStepNormKernel(outputs=outputs)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0)
+        bn.bias.uniform_(-0.5, 0.5)
+    neuron = ParametricLIFNode(detach_reset=True)
+    neuron.kernel = NeuronKernel(norm_outputs=outputs)
+    return bn, neuron, outputs
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("view", [False, True])
+def test_bn_then_neuron_gradients_match_without_recompute(channels_last, view):
+    shape = (4, 3, 5, 6) if channels_last else (4, 3, 6, 5, 5)
+    x = torch.randn(shape)
+    grads = []
+    for recompute in (False, True):
+        bn, neuron, outputs = _bn_neuron(channels_last)
+        if not recompute:
+            neuron.kernel = NeuronKernel()
+        xi = x.clone().requires_grad_()
+        y = bn(xi)
+        out = neuron(y.flatten(2) if view else y)  # a whole view of the output reaches the neuron
+        out.mul(torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+        grads.append((xi.grad, bn.weight.grad, bn.bias.grad, neuron.w.grad))
+        assert outputs.recognised == int(recompute)
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_outputs_written_in_place_or_sliced_are_kept_not_recomputed():
+    bn, neuron, outputs = _bn_neuron(False)
+    x = torch.randn(4, 3, 6, 5, 5, requires_grad=True)
+    y = bn(x)
+    y.mul_(1.5)
+    neuron(y).sum().backward()
+    z = bn(x)
+    neuron.reset()
+    neuron(z[:, 1:]).sum().backward()
+    assert outputs.recognised == 0 and x.grad is not None
+
+
+def test_an_input_modified_after_the_forward_is_a_clear_error():
+    bn, neuron, _ = _bn_neuron(False)
+    h = torch.randn(4, 3, 6, 5, 5, requires_grad=True) * 1.0  # the BN input, modified after the forward
+    s = neuron(bn(h))
+    with torch.no_grad():
+        h.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        s.sum().backward()
+
+
+def test_recipes_go_when_the_outputs_go():
+    bn, neuron, outputs = _bn_neuron(False)
+    for _ in range(3):
+        neuron.reset()
+        neuron(bn(torch.randn(4, 3, 6, 5, 5, requires_grad=True))).sum().backward()
+    assert outputs._entries == {}
