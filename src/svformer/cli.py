@@ -8,11 +8,13 @@
     svformer stream step.onnx video.avi [--every 4] [--json frames.json]
     svformer list-models
     svformer info svformer_paper [--batch 1] [--set num_classes=51 ...]
+    svformer memory ucf101 [--device-memory 24GB] [--devices 4]
     svformer energy --model svformer_paper --firing-rates authors-ucf101 --json out.json --plots plots/
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import List, Optional
 
@@ -49,6 +51,58 @@ def cmd_list_models(args) -> int:
 
     for name in list_models(args.pattern):
         print(name)
+    return 0
+
+
+def _gigabytes(value: str) -> float:
+    text = value.strip().upper().removesuffix("B").removesuffix("G").strip()
+    try:
+        gb = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 24GB, got {value!r}") from None
+    if gb <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value!r}")
+    return gb
+
+
+DEVICE_SIZES_GB = (16, 24, 32, 40, 80)
+
+
+def cmd_memory(args) -> int:
+    from .analysis.memory import plan, plan_table, to_json
+    from .config import ConfigError, load_config
+    from .models.svformer import check_arguments
+
+    try:
+        cfg = load_config(args.config, args.set)
+        kwargs = dict(cfg.model.kwargs, num_frames=cfg.data.num_frames, img_size=cfg.data.crop_size)
+        check_arguments(cfg.model.kwargs, where=f"model.kwargs for {cfg.model.name}")
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"svformer memory: {e}")
+    modes = [m for m in ("none", "stage", "block") if args.checkpointing in ("all", m)]
+    per_device = cfg.optim.batch_size * cfg.aug.repeats / args.devices
+    where = "GPU (predicted)" if args.device == "cuda" else "this CPU process"
+    print(f"{cfg.model.name}: T={cfg.data.num_frames}, {cfg.data.crop_size}x{cfg.data.crop_size}, "
+          f"{'bfloat16/float16 autocast' if cfg.amp else 'float32'}; peak per {where}")
+    try:
+        plans = plan(cfg.model.name, kwargs, device=args.device, modes=modes, amp=cfg.amp,
+                     progress=lambda m: print(m, file=sys.stderr, flush=True))
+    except (RuntimeError, ValueError) as e:
+        raise SystemExit(f"svformer memory: {e}")
+    sizes = [args.device_memory] if args.device_memory else list(DEVICE_SIZES_GB)
+    table = plan_table(plans, sizes)
+    header = f"{'checkpointing':<14}{'fixed GB':>9}{'GB/clip':>9}{f'GB at {per_device:g} clips':>18}"
+    print(header + "".join(f"{'fits in ' + f'{g:g} GB':>15}" for g in sizes))
+    for p in plans:
+        row = f"{p.checkpointing:<14}{p.fixed_mb / 1024:>9.2f}{p.per_clip_mb / 1024:>9.3f}"
+        row += f"{p.peak_mb(per_device) / 1024:>18.1f}"
+        print(row + "".join(f"{table[p.checkpointing][f'{g:g} GB']:>15}" for g in sizes))
+    print(f"('fits in': the largest per-device batch of clips; the config's {cfg.optim.batch_size} videos x "
+          f"{cfg.aug.repeats} repeats over {args.devices} device(s) is {per_device:g} clips per device)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"config": cfg.model.name, "device": args.device, "plans": to_json(plans), "fits": table}, f,
+                      indent=1)
     return 0
 
 
@@ -356,6 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="constructor overrides, e.g. num_classes=51 num_frames=8")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("memory", help="predict the training peak per device and the largest batch that fits",
+                       description="Measures short training runs of the config's model at a small size and two "
+                                   "batch sizes on this CPU and predicts the peak per device at the config's "
+                                   "size for each activation-checkpointing setting (no GPU needed).")
+    p.add_argument("config", help="config name or YAML path")
+    p.add_argument("set", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. data.crop_size=160 amp=true")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                   help="predict for a GPU (default) or for training on this CPU")
+    p.add_argument("--device-memory", type=_gigabytes, metavar="SIZE",
+                   help="memory per device, e.g. 24GB (default: a table for 16, 24, 32, 40 and 80 GB)")
+    p.add_argument("--devices", type=_positive_int, default=1, help="devices the config's batch is split over")
+    p.add_argument("--checkpointing", choices=("all", "none", "stage", "block"), default="all")
+    p.add_argument("--json", metavar="OUT.json", help="write the plans (probes, fit, table)")
+    p.set_defaults(func=cmd_memory)
 
     p = sub.add_parser("energy", help="energy per clip under several protocols, measured or from firing rates",
                        description="Energy per clip (paper, full, memory-aware and dense-ANN protocols), measured "

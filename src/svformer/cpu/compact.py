@@ -39,22 +39,20 @@ def _unpack(packed: torch.Tensor, dtype: torch.dtype, alloc: Callable) -> torch.
 class _SpikeLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, alloc: Callable):
-        ctx.save_for_backward(_pack(x, alloc), weight)
+        y = F.linear(x, weight, bias)
+        ctx.save_for_backward(_pack(x, alloc), weight)  # after the output, in the order autograd saves
         ctx.dtype, ctx.alloc = x.dtype, alloc
-        return F.linear(x, weight, bias)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
         packed, weight = ctx.saved_tensors
+        x = _unpack(packed, ctx.dtype, ctx.alloc)  # first, as autograd unpacks saved tensors before a backward
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = grad.matmul(weight) if need_x else None
         grad_2d = grad.reshape(-1, grad.shape[-1])
-        grad_w = grad_b = None
-        if need_w:
-            x = _unpack(packed, ctx.dtype, ctx.alloc)
-            grad_w = grad_2d.t().mm(x.reshape(-1, x.shape[-1]))
-        if need_b:
-            grad_b = grad_2d.sum(0)
+        grad_w = grad_2d.t().mm(x.reshape(-1, x.shape[-1])) if need_w else None
+        grad_b = grad_2d.sum(0) if need_b else None
         return grad_x, grad_w, grad_b, None
 
 
@@ -65,11 +63,12 @@ def _conv(x, weight, bias, stride, padding, dilation, groups) -> torch.Tensor:
 class _SpikeConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups, alloc: Callable):
+        y = _conv(x, weight, bias, stride, padding, dilation, groups)
         ctx.save_for_backward(_pack(x, alloc), weight)
         ctx.args = (stride, padding, dilation, groups)
         ctx.bias_sizes = None if bias is None else list(bias.shape)
         ctx.dtype, ctx.alloc = x.dtype, alloc
-        return _conv(x, weight, bias, stride, padding, dilation, groups)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
@@ -86,9 +85,10 @@ class _SpikeConv(torch.autograd.Function):
 class _SpikeMatMul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, a_spikes: bool, b_spikes: bool, alloc: Callable):
+        y = a @ b
         ctx.save_for_backward(_pack(a, alloc) if a_spikes else a, _pack(b, alloc) if b_spikes else b)
         ctx.dtype, ctx.alloc, ctx.spikes = a.dtype, alloc, (a_spikes, b_spikes)
-        return a @ b
+        return y
 
     @staticmethod
     def backward(ctx, grad):

@@ -12,7 +12,7 @@ with dV/dH from `snn.dynamics.reset_derivative` and dH/dV = 1 - k (1 for IF).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -30,30 +30,31 @@ class FusedMultiStep(torch.autograd.Function):
     The first two carry gradients (``v_last`` so that a sequence split over several calls still
     backpropagates through the state); ``h_seq``, the pre-reset potentials, is a non-differentiable
     by-product for diagnostics, empty unless ``keep_h``. ``k`` is sigmoid(w) for PLIF, else None.
-    ``recipe``: how a per-step BN made ``x_seq`` (`norm.NormRecipe`); the backward then recomputes the
-    input from it instead of keeping it.
+    ``recipe``: how a per-step BN made the tensor ``x_seq`` is a view of, and that view (`norm.NormOutputs`);
+    the backward then recomputes the input from it instead of keeping it.
     """
 
     @staticmethod
     def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, alloc: Callable, keep_h: bool = False,
-                recipe: Optional[NormRecipe] = None):
+                recipe: Optional[Tuple[NormRecipe, tuple]] = None):
         saved = time_major(x_seq)
         spike_seq, v, h_seq = chunked.forward(dyn, saved, v0, k, alloc, keep_h=keep_h)
         if h_seq is None:
             h_seq = x_seq.new_empty(0)
         ctx.dyn, ctx.surrogate, ctx.alloc = dyn, surrogate, alloc
         ctx.k_needs_grad = k is not None and ctx.needs_input_grad[2]
-        ctx.channels_last = None if recipe is None else recipe.channels_last
-        ctx.view = (saved.size(), saved.stride())
-        ctx.save_for_backward(v0, k, *((saved,) if recipe is None else recipe.tensors()))
+        ctx.recipe = None if recipe is None else (recipe[0].channels_last, recipe[1])
+        ctx.save_for_backward(v0, k, *((saved,) if recipe is None else recipe[0].tensors()))
         ctx.mark_non_differentiable(h_seq)
         return spike_seq, v, h_seq
 
     @staticmethod
     def backward(ctx, grad_spike, grad_v_last, _grad_h):
         v0, k, *kept = ctx.saved_tensors
-        saved = kept[0] if ctx.channels_last is None else NormRecipe.restore(*kept, ctx.channels_last, ctx.alloc,
-                                                                                 ctx.view)
+        if ctx.recipe is None:
+            saved = kept[0]
+        else:  # the input again, as the forward's time-major copy of it
+            saved = time_major(NormRecipe.restore(*kept, ctx.recipe[0], ctx.alloc, ctx.recipe[1]))
         if grad_spike is None:
             grad_spike = torch.zeros_like(saved)
         if grad_v_last is None:

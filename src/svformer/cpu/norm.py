@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -71,23 +71,25 @@ class NormRecipe:
     @staticmethod
     def restore(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, channels_last: bool,
                 alloc: Callable = torch.empty_like, view: Optional[tuple] = None) -> torch.Tensor:
-        """The output again from `tensors`; ``view`` (size, stride): as that view of its memory."""
+        """The output again from `tensors`; ``view`` (size, stride, offset): that view of it."""
         with torch.no_grad():
             y = _affine_into(x, scale, shift, channels_last, alloc(x))
-        return y if view is None else y.as_strided(*view)
+        if view is None:
+            return y
+        size, stride, offset = view
+        return y.as_strided(size, stride, y.storage_offset() + offset)
 
 
 class NormOutputs:
     """The recipes of the outputs the accelerated per-step BNs of one model made in training, for the
-    accelerated neurons that read them: a neuron right after a BN (the MLPs' hidden layers, the first
-    neuron after each patch embedding) then keeps the recipe for its backward instead of a float copy
-    of its input, while the BN keeps that input anyway.
+    accelerated neurons that read them: a neuron reading a BN's output (the MLPs' hidden layers, the first
+    neuron after each patch embedding, the attention's q/k/v neurons on their slices) then keeps the
+    recipe for its backward instead of a float copy of its input, while the BN keeps that input anyway.
 
-    A neuron input is recognised when it is the BN's output, or a view of all of it with time outermost
-    (an attention block reads a patch embedding's maps as tokens), and that output is alive and not
-    written in place since (autograd then gives it another ``grad_fn``). The recipe's tensors go through
-    the neuron's ``save_for_backward``, so autograd checks that the BN input is unmodified at the
-    backward.
+    A neuron input is recognised when it is the BN's output or a view into it (PyTorch keeps one Python
+    object per storage, which views share) and that output is alive and not written in place since
+    (autograd then gives it another ``grad_fn``). The recipe's tensors go through the neuron's
+    ``save_for_backward``, so autograd checks that the BN input is unmodified at the backward.
     """
 
     def __init__(self):
@@ -95,20 +97,22 @@ class NormOutputs:
         self.recognised = 0  # how many neuron inputs were taken as recipes (for tests and diagnostics)
 
     def put(self, y: torch.Tensor, recipe: NormRecipe) -> None:
-        key, entries = y.data_ptr(), self._entries
-        entries[key] = (weakref.ref(y, lambda _: entries.pop(key, None)), y.grad_fn, recipe)
+        storage, entries = y.untyped_storage(), self._entries
+        key = id(storage)
+        entries[key] = (weakref.ref(y, lambda _: entries.pop(key, None)), storage, y.grad_fn, recipe)
 
-    def get(self, x: torch.Tensor) -> Optional[NormRecipe]:
-        """The recipe of ``x`` if ``x`` is (a whole, time-major view of) a BN output as the BN made it."""
-        entry = self._entries.get(x.data_ptr())
-        if entry is None:
+    def get(self, x: torch.Tensor) -> Optional[Tuple[NormRecipe, tuple]]:
+        """``(recipe, view)`` if ``x`` is a BN output as the BN made it, or a view into one; ``view`` is
+        ``x``'s (size, stride, offset from the output's start) for `NormRecipe.restore`."""
+        storage = x.untyped_storage()
+        entry = self._entries.get(id(storage))
+        if entry is None or entry[1] is not storage:
             return None
         y = entry[0]()
-        if (y is None or y.grad_fn is not entry[1] or y.numel() != x.numel() or y.dtype != x.dtype
-                or time_major(x) is not x):
+        if y is None or y.grad_fn is not entry[2] or y.dtype != x.dtype:
             return None
         self.recognised += 1
-        return entry[2]
+        return entry[3], (x.size(), x.stride(), x.storage_offset() - y.storage_offset())
 
 
 class _PerStepBatchNorm(torch.autograd.Function):
