@@ -249,6 +249,23 @@ def torch_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
+def planner_check(rows: dict, allocator: str, args) -> dict:
+    """`svformer memory`'s CPU prediction (probes at 128x128) against the measured training peaks of this
+    run: relative error, per checkpointing setting ('none': the svformer row, 'block': checkpoint-block)."""
+    from svformer.analysis.memory import plan
+
+    suffix = "" if allocator == "default" else "_tuned_allocator"
+    plans = plan("svformer_paper", {"num_frames": args.frames, "img_size": args.size}, device="cpu",
+                 modes=["none", "block"], allocator=allocator, probe_size=min(args.size, 128))
+    keys = {}
+    for p, kind in zip(plans, ("svformer", "checkpoint-block")):
+        measured = rows[("train", kind)]["peak_mb"]
+        keys[f"memory_planner_error_{p.checkpointing}{suffix}"] = (p.peak_mb(args.batch) - measured) / measured
+        print(f"memory planner, {p.checkpointing} checkpointing, {allocator} allocator: predicted "
+              f"{p.peak_mb(args.batch):.0f} MB, measured {measured:.0f} MB", flush=True)
+    return keys
+
+
 def _keys(rows: dict, neuron: dict, floor: float, suffix: str) -> dict:
     def ratio(task, a, b, key="seconds"):
         return rows[(task, a)][key] / rows[(task, b)][key]
@@ -297,8 +314,9 @@ TARGETS = {"neuron_speedup": ">= 8", "train_step_speedup": ">= 3", "train_step_s
            "train_first_step_speedup": "", "inference_first_speedup": "",
            "inference_speedup_onnx": "", "inference_speedup_best": ">= 1.8",
            "train_peak_memory_ratio_checkpointed": "<= 0.25", "train_step_slowdown_checkpointed": "<= 1.35"}
-# Latencies in milliseconds: printed with the ratios, not drawn on their axis.
-LATENCY_TARGETS = {"streaming_latency_ms_p50": "<= 40", "streaming_latency_ms_p95": "<= 40",
+# Printed with the ratios, not drawn on their axis: latencies in milliseconds, the planner's relative errors.
+LATENCY_TARGETS = {"memory_planner_error_none": "within +-0.15", "memory_planner_error_block": "within +-0.15",
+                   "streaming_latency_ms_p50": "<= 40", "streaming_latency_ms_p95": "<= 40",
                    "streaming_latency_ms_p50_pytorch": "", "streaming_latency_ms_p95_pytorch": "",
                    "streaming_latency_ms_p50_onnx": "", "streaming_latency_ms_p95_onnx": ""}
 
@@ -408,6 +426,7 @@ def main():
         for name, sec in neuron["seconds"].items():
             print(f"{'neuron':<12}{name:<30}{allocator:<11}{sec:>9.3f}", flush=True)
         result.update(_keys(rows, neuron, floor, "" if allocator == "default" else "_tuned_allocator"))
+        result.update(planner_check(rows, allocator, args))
     print(f"\n{'metric':<28}" + "".join(f"{a + ' alloc.':>16}" for a in allocators) + "   target")
     for key, target in {**TARGETS, **LATENCY_TARGETS}.items():
         values = [result.get(key if a == "default" else key + "_tuned_allocator") for a in allocators]

@@ -45,6 +45,8 @@ def test_benchmark_harness_writes_every_key(tmp_path):
                 "streaming_latency_ms_p95", "streaming_latency_ms_p50_pytorch", "streaming_latency_ms_p95_onnx",
                 "train_peak_memory_ratio_checkpointed", "train_step_slowdown_checkpointed"):
         assert math.isfinite(result[key]) and result[key] > 0, key
+    for key in ("memory_planner_error_none", "memory_planner_error_block"):
+        assert math.isfinite(result[key]) and abs(result[key]) < 1, key  # a relative error, either sign
     assert result["inference_speedup_best"] == max(result["inference_speedup"], result["inference_speedup_onnx"])
     assert result["streaming_latency_ms_p50"] == min(result["streaming_latency_ms_p50_pytorch"],
                                                      result["streaming_latency_ms_p50_onnx"])
