@@ -86,6 +86,7 @@ def cmd_memory(args) -> int:
           f"{'bfloat16/float16 autocast' if cfg.amp else 'float32'}; peak per {where}")
     try:
         plans = plan(cfg.model.name, kwargs, device=args.device, modes=modes, amp=cfg.amp,
+                     allocator=getattr(args, "allocator", DEFAULT_ALLOCATOR),  # CPU probes run as training would
                      progress=lambda m: print(m, file=sys.stderr, flush=True))
     except (RuntimeError, ValueError) as e:
         raise SystemExit(f"svformer memory: {e}")
