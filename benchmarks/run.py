@@ -176,14 +176,12 @@ def reset_peak() -> None:
 
 def peak_mb() -> float:
     """This process's peak resident memory in MB (VmHWM on Linux, else ru_maxrss)."""
+    from svformer.analysis.memory import resident_mb
+
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return resident_mb("VmHWM")
+    except (OSError, RuntimeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(task, kind, allocator, args) -> dict:

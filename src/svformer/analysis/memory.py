@@ -158,6 +158,8 @@ def _probe_main(spec: dict) -> None:
         from ..cpu.allocator import tune_allocator
 
         tune_allocator()
+    from ..data.transforms import one_hot
+    from ..engine.trainer import train_step
     from ..models import create_model
 
     torch.manual_seed(0)
@@ -166,27 +168,22 @@ def _probe_main(spec: dict) -> None:
         kwargs["accelerate"] = GPU_PATH
     model = create_model(spec["name"], **kwargs).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    idle = _rss_mb("VmRSS")
-    size = model.img_size
-    clips = torch.randn(spec["batch"], model.in_chans, model.num_frames, *size)
-    targets = torch.randint(0, model.num_classes, (spec["batch"],))
-    for _ in range(spec["steps"]):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec["amp"]):
-            loss = torch.nn.functional.cross_entropy(model(clips).float(), targets)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    idle = resident_mb("VmRSS")
+    clips = torch.randn(spec["batch"], model.in_chans, model.num_frames, *model.img_size)
+    targets = one_hot(torch.randint(0, model.num_classes, (spec["batch"],)), model.num_classes)
+    for _ in range(spec["steps"]):  # the training command's step (autocast as `amp`: bfloat16 on the CPU)
+        train_step(model, optimizer, clips, targets, None, torch.device("cpu"), amp=spec["amp"])
     weights = state_mb(sum(p.numel() for p in model.parameters()))
-    print(json.dumps({"peak_mb": _rss_mb("VmHWM"), "idle_mb": idle, "weights_mb": weights}))
+    print(json.dumps({"peak_mb": resident_mb("VmHWM"), "idle_mb": idle, "weights_mb": weights}))
 
 
-def _rss_mb(field: str) -> float:
+def resident_mb(field: str) -> float:
     """This process's resident memory now (VmRSS) or at its peak (VmHWM), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/self/status has no {field}: the planner measures on Linux")
+    raise RuntimeError(f"/proc/self/status has no {field}: resident memory is read on Linux")
 
 
 def to_json(plans: List[MemoryPlan]) -> list:

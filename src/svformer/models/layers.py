@@ -40,6 +40,9 @@ class SpikeInput:
     spike_input: bool = False
     kernel: Optional[Callable] = None
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # before the layer's own forward in the MRO
+        return super().forward(x) if self.kernel is None else self.kernel(self, x)
+
 
 class SeqConv2d(SpikeInput, nn.Conv2d):
     """Conv2d applied to every time step at once. Shape: (T, B, C, H, W) -> (T, B, C', H', W')."""
@@ -50,9 +53,7 @@ class SeqConv2d(SpikeInput, nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
-        x = x.flatten(0, 1)
-        y = super().forward(x) if self.kernel is None else self.kernel(self, x)
-        return y.unflatten(0, (T, B))
+        return super().forward(x.flatten(0, 1)).unflatten(0, (T, B))  # SpikeInput's, then Conv2d's
 
 
 class SpikeLinear(SpikeInput, nn.Linear):
@@ -60,17 +61,11 @@ class SpikeLinear(SpikeInput, nn.Linear):
 
     spike_input = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) if self.kernel is None else self.kernel(self, x)
-
 
 class SpikeConv3d(SpikeInput, nn.Conv3d):
     """nn.Conv3d over the spikes of the neuron before it (the Conv3d head)."""
 
     spike_input = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) if self.kernel is None else self.kernel(self, x)
 
 
 class DropPath(nn.Module):
