@@ -44,7 +44,9 @@ class DataConfig:
     val_fraction: float = 0.1         # carved from the training list by group; 0 = no validation split
     test_clips: int = 5               # test views: clips x crops, logits summed per video
     test_crops: int = 3
-    num_workers: int = 2
+    # Loader workers per process (None: 1 on a CPU; on a GPU the process's share of the cores less one, at
+    # most 8).
+    num_workers: Optional[int] = None
     on_error: str = "skip"            # an unreadable sample: 'skip' (warn and count, in every split) or 'raise'
     split_by: str = "number"          # DVS frames: 'number' or 'time'
     downsample: int = 1               # DVS: 128 / downsample pixels
@@ -107,6 +109,9 @@ class TrainConfig:
     checkpoint_every: int = 50        # epochs between numbered checkpoints (last.pt is written every epoch)
     max_train_minutes: Optional[float] = None  # stop training early (the demo's time budget)
     threads: Optional[int] = None     # compute threads per process (None: OMP_NUM_THREADS, else cores / local processes)
+    # BatchNorm statistics over the global batch under torchrun (lets the Conv3d head train with one clip
+    # per device); false: each process normalises its own part, as the paper's recipe does.
+    sync_bn: bool = False
 
 
 def _type_ok(value, tp) -> Tuple[bool, Any]:
@@ -252,7 +257,7 @@ _RULES = [
     ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("data.test_clips", lambda v: v >= 1, "at least 1"),
     ("data.test_crops", lambda v: v in (1, 3), "1 or 3"),
-    ("data.num_workers", lambda v: v >= 0, "0 or more"),
+    ("data.num_workers", lambda v: v is None or v >= 0, "0 or more, or null"),
     ("data.downsample", lambda v: v >= 1, "at least 1"),
     ("data.on_error", lambda v: v in ("skip", "raise"), "'skip' or 'raise'"),
     ("data.split_by", lambda v: v in ("number", "time"), "'number' or 'time'"),

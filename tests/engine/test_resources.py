@@ -1,8 +1,9 @@
-"""Compute threads per process: fair shares under torchrun, OMP_NUM_THREADS respected, oversubscription warned."""
+"""Compute threads and loader workers per process: fair shares under torchrun, OMP_NUM_THREADS respected,
+oversubscription warned with the numbers."""
 import torch
 
 import svformer.engine.resources as resources
-from svformer.engine.resources import plan_threads
+from svformer.engine.resources import plan_resources
 
 
 def _machine(monkeypatch, cores, ranks=None, omp=None):
@@ -15,21 +16,38 @@ def _machine(monkeypatch, cores, ranks=None, omp=None):
             monkeypatch.setenv(name, str(value))
 
 
-def test_unset_threads_share_the_cores(monkeypatch):
+def _plan(*args):
+    r = plan_resources(*args)
+    return r.threads, r.workers, r.warnings
+
+
+def test_unset_threads_and_workers_share_the_cores(monkeypatch):
     _machine(monkeypatch, 8)
-    assert plan_threads(None, 2) == (8, None)
+    assert _plan(None, None) == (8, 1, [])
     _machine(monkeypatch, 8, ranks=4)
-    assert plan_threads(None, 0) == (2, None)
+    assert _plan(None, None) == (2, 1, [])
     _machine(monkeypatch, 2, ranks=2, omp=1)  # torchrun sets OMP_NUM_THREADS=1
-    assert plan_threads(None, 0) == (1, None)
+    assert _plan(None, None) == (1, 1, [])
+    # GPUs: the CPU feeds them; each rank's loader gets its share of the cores less the training process's
+    _machine(monkeypatch, 32, ranks=4, omp=1)
+    assert _plan(None, None, "cuda") == (1, 7, [])
+    _machine(monkeypatch, 96, ranks=4, omp=1)
+    assert _plan(None, None, "cuda") == (1, 8, [])
+    _machine(monkeypatch, 8, ranks=8, omp=1)
+    assert _plan(None, None, "cuda") == (1, 1, [])
 
 
-def test_an_explicit_setting_that_oversubscribes_is_warned_with_the_numbers(monkeypatch):
+def test_a_setting_that_oversubscribes_is_warned_with_the_numbers(monkeypatch):
     _machine(monkeypatch, 2, ranks=2, omp=1)
-    threads, warning = plan_threads(2, 1)
-    assert threads == 2
-    assert warning.startswith("2 process(es) x 2 compute threads = 4 on 2 cores (plus 1 loader worker(s) each)")
-    assert "leave threads unset (it would be 1)" in warning
-    assert plan_threads(None, 1) == (1, None)  # the fair share: loader workers mostly wait, not counted
+    threads, workers, warnings = _plan(2, 1)
+    assert (threads, workers) == (2, 1)
+    assert warnings == ["2 process(es) x 2 compute threads = 4 on 2 cores: oversubscribed, expect a slowdown; leave "
+                        "threads unset (it would be 1)"]
+    assert _plan(None, 1) == (1, 1, [])  # one worker per rank: loader workers mostly wait
+    _, _, warnings = _plan(None, 8)
+    assert warnings == ["2 process(es) x 8 loader workers = 16 on 2 cores: oversubscribed, expect a slowdown; leave "
+                        "data.num_workers unset (it would be 1)"]
+    _machine(monkeypatch, 2, ranks=2, omp=2)  # OMP_NUM_THREADS counts as a setting
+    assert len(_plan(None, None)[2]) == 1
     _machine(monkeypatch, 2)
-    assert plan_threads(2, 1) == (2, None)
+    assert _plan(2, 1) == (2, 1, [])

@@ -79,3 +79,18 @@ def test_two_ranks_train_every_epoch_and_stop_together_on_sigterm(tmp_path):
     assert state["epoch"] == EPOCHS and state["iteration"] == reference["iteration"]
     for k, v in reference["model"].items():
         assert torch.equal(state["model"][k], v), k
+
+
+def test_one_clip_per_rank_needs_and_trains_with_sync_bn(tmp_path):
+    def run(name, *extra):
+        args = ["train", "demo", *overrides(tmp_path, name, **{"optim.epochs": 1, "optim.batch_size": 2,
+                                                              "threads": 1, "data.num_workers": 0}), *extra, "--no-test"]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m",
+               "svformer", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=180)
+
+    alone = run("alone")  # per-device BatchNorm: the Conv3d head cannot normalise one clip
+    assert alone.returncode != 0 and "needs at least 2 clips per device, got 1" in alone.stderr + alone.stdout
+    synced = run("synced", "sync_bn=true")
+    assert synced.returncode == 0, (synced.stdout + synced.stderr)[-3000:]
+    assert load_checkpoint(str(tmp_path / "synced" / "last.pt"))["epoch"] == 1

@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from typing import Callable, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -98,7 +99,9 @@ def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True
         if isinstance(m, BaseNeuron):
             m.kernel = NeuronKernel(alloc, outputs) if opts.neurons else reference_multistep
         elif isinstance(m, TimeBatchNorm):
-            m.kernel = PerStepNormKernel(alloc, outputs) if opts.norm else per_step_batch_norm
+            # A BatchNorm synchronised across processes keeps its plain kernel (which calls its batch_norm).
+            fast = opts.norm and m.batch_norm is F.batch_norm
+            m.kernel = PerStepNormKernel(alloc, outputs) if fast else per_step_batch_norm
         elif isinstance(m, SpikeInput) and m.spike_input:
             m.kernel = compact
     if hasattr(model, "memory_format"):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass
@@ -46,6 +48,42 @@ def tag_warnings(rank: int) -> None:
 
     tagged._svformer_rank, tagged.__wrapped__ = rank, show
     warnings.showwarning = tagged
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> DistributedDataParallel:
+    """``model`` in DistributedDataParallel, its gradients handed over in the layout of DDP's buckets.
+
+    A channels-last convolution's weight gradient comes with channels-last strides. For a 1x1 kernel that
+    is the parameter's own memory layout with other strides on its size-1 dimensions, which autograd
+    accepts as is and DDP reports ("Grad strides do not match bucket view strides") and copies around.
+    Each parameter's gradient is therefore restrided to the parameter's strides where the memory is the
+    same (no copy); other layouts autograd itself copies into the parameter's layout before DDP sees them.
+    """
+    for p in model.parameters():
+        if p.requires_grad and p.dim() > 1:
+            p.register_hook(_in_layout(tuple(p.shape), p.stride()))
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _in_layout(shape: tuple, stride: tuple):
+    def hook(grad: torch.Tensor):
+        if grad.stride() == stride or tuple(grad.shape) != shape:
+            return None
+        if all(g == s for g, s, n in zip(grad.stride(), stride, shape) if n != 1):  # same memory
+            return grad.as_strided(shape, stride, grad.storage_offset())
+        return None
+    return hook
+
+
+def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics).
+
+    DDP broadcasts them at the start of each training forward, so after the last one every rank holds
+    the statistics of its own part of the batch. Evaluation and checkpoints use rank 0's, on every rank.
+    """
+    if info.enabled:
+        for b in model.buffers():
+            dist.broadcast(b.data, 0)
 
 
 def all_reduce_mean(value: float, info: DistInfo, device) -> float:

@@ -26,7 +26,6 @@ from typing import Optional
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from ..config import TrainConfig, from_dict, save_config, to_dict
 from ..data.transforms import Mixup, one_hot
@@ -35,12 +34,13 @@ from ..models.svformer import check_arguments
 from .amp import autocast
 from .checkpoint import describe_non_finite, load_checkpoint, non_finite, rng_state, save_checkpoint, set_rng_state
 from .data import Datasets, build_datasets, make_loader, prepare_synthetic
-from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, tag_warnings
+from ..snn.sync_norm import convert_sync_batchnorm
+from .distributed import DistInfo, all_reduce_mean, barrier, broadcast_buffers, init_distributed, tag_warnings, wrap_ddp
 from .evaluate import EvalResult, evaluate
 from .logger import MetricsLogger, plot_confusion, plot_training
 from .optim import build_optimizer, soft_cross_entropy
 from .progress import interactive, progress
-from .resources import plan_threads
+from .resources import plan_resources
 from .runlock import RunLock
 from .schedule import lr_at
 
@@ -107,11 +107,13 @@ def train_step(model: nn.Module, optimizer, clips: torch.Tensor, targets: torch.
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: Optional[str] = None, for_training: bool = True):
         self.cfg = cfg
-        threads, warning = plan_threads(cfg.threads, cfg.data.num_workers)
-        torch.set_num_threads(threads)
-        if warning and int(os.environ.get("LOCAL_RANK", "0")) == 0:
-            print(f"svformer: warning: {warning}", file=sys.stderr, flush=True)
         probe = pick_device(cfg.device, DistInfo())
+        resources = plan_resources(cfg.threads, cfg.data.num_workers, probe.type)
+        torch.set_num_threads(resources.threads)
+        self.workers = resources.workers
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            for warning in resources.warnings:
+                print(f"svformer: warning: {warning}", file=sys.stderr, flush=True)
         self.info = init_distributed(probe.type)
         if self.info.enabled:
             tag_warnings(self.info.rank)
@@ -134,9 +136,11 @@ class Trainer:
         self.data: Datasets = build_datasets(cfg)
         self.model = build_model(cfg, len(self.data.class_names), self.data.in_chans, self.data.img_size).to(self.device)
         self.module = self.model
+        self.sync_bn = cfg.sync_bn and self.info.enabled
+        if self.sync_bn:
+            convert_sync_batchnorm(self.model)
         if self.info.enabled:
-            self.model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                                 else None)
+            self.model = wrap_ddp(self.model, self.device)
         if cfg.compile:
             if cfg.compile not in torch.compiler.list_backends(exclude_tags=()):
                 raise ValueError(f"compile: {cfg.compile!r} is not a torch.compile backend; available: "
@@ -163,10 +167,12 @@ class Trainer:
             raise ValueError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by the {self.info.world_size} "
                              f"processes")
         self.local_batch = cfg.optim.batch_size // self.info.world_size
-        if getattr(self.module, "head_type", None) == "conv3d" and self.local_batch * cfg.aug.repeats < 2:
+        # The head's BatchNorm3d needs 2 clips per batch statistic: per device, or in all with sync_bn.
+        clips = (cfg.optim.batch_size if self.sync_bn else self.local_batch) * cfg.aug.repeats
+        if getattr(self.module, "head_type", None) == "conv3d" and clips < 2:
             from ..models.svformer import SMALL_BATCH_MESSAGE
 
-            raise ValueError(SMALL_BATCH_MESSAGE.format(batch=self.local_batch * cfg.aug.repeats))
+            raise ValueError(SMALL_BATCH_MESSAGE.format(batch=clips))
 
     # ------------------------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int, step: int = 0, partial: Optional[dict] = None) -> dict:
@@ -227,7 +233,7 @@ class Trainer:
         """One epoch from its batch ``start`` on (with ``partial``: the losses of the batches before it)."""
         cfg = self.cfg
         self.model.train()
-        loader = make_loader(self.data.train, self.local_batch, True, cfg.data.num_workers, cfg.seed, epoch,
+        loader = make_loader(self.data.train, self.local_batch, True, self.workers, cfg.seed, epoch,
                              self.info.rank, self.info.world_size, skip_batches=start)
         steps = start + len(loader)
         if steps == 0:
@@ -268,7 +274,8 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"], "skipped": skipped, "steps": steps}
 
     def evaluate(self, dataset, desc: str, clip_fn=None, monitor: bool = True) -> EvalResult:
-        loader = make_loader(dataset, self.local_batch, False, self.cfg.data.num_workers, self.cfg.seed, 0,
+        broadcast_buffers(self.module, self.info)  # every rank evaluates with the statistics rank 0 saves
+        loader = make_loader(dataset, self.local_batch, False, self.workers, self.cfg.seed, 0,
                              self.info.rank, self.info.world_size)
         return evaluate(self.module, loader, self.data.class_names, self.device, self.cfg.amp, self.info, clip_fn,
                         monitor, desc)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..snn import NEURONS, TimeBatchNorm, get_surrogate, reset_states
+from ..snn.sync_norm import is_synced
 from .checkpointing import MODES as CHECKPOINTING
 from .checkpointing import checkpointed
 from .layers import CBlock, LocalPath, PatchEmbed, SABlock, SpikeConv3d
@@ -261,7 +262,7 @@ class SVFormer(nn.Module):
         if self.head_type == "conv3d" and self._feature_size((h, w)) != self.feature_size:
             raise ValueError(f"SVFormer with the Conv3d head was built for img_size={self.img_size}, got "
                              f"{h}x{w} (input shape {tuple(x.shape)})")
-        if self.head_type == "conv3d" and self.training and x.shape[0] < 2:
+        if self.head_type == "conv3d" and self.training and x.shape[0] < 2 and not is_synced(self.head_norm):
             raise ValueError(SMALL_BATCH_MESSAGE.format(batch=x.shape[0]))
 
     def _stage(self, i: int, x: torch.Tensor, t: Optional[int] = None):

@@ -34,8 +34,8 @@ def per_step_batch_norm(bn: "TimeBatchNorm", x: torch.Tensor) -> torch.Tensor:
         y = x.permute(1, 2, 0, 3).reshape(B * x.shape[2], T * C)
     else:  # (T, B, C, ...) -> (B, T*C, ...)
         y = x.transpose(0, 1).reshape(B, T * C, *x.shape[3:])
-    y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, bn.batch_momentum(),
-                     bn.eps)
+    y = bn.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, bn.batch_momentum(),
+                      bn.eps)
     if bn.channels_last:
         return y.reshape(B, x.shape[2], T, C).permute(2, 0, 1, 3)
     return y.reshape(B, T, *x.shape[2:]).transpose(0, 1)
@@ -77,6 +77,9 @@ class TimeBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         # Per-step computation, ``kernel(bn, x)``; `svformer.cpu.accelerate` swaps in a faster one.
         self.kernel = per_step_batch_norm
+        # The normalisation itself, with ``F.batch_norm``'s signature; `sync_norm.convert_sync_batchnorm`
+        # swaps in one whose batch statistics span every process of a distributed run.
+        self.batch_norm = F.batch_norm
 
     def _check(self, x: torch.Tensor) -> None:
         min_dim = 3
@@ -128,8 +131,8 @@ class TimeBatchNorm(nn.Module):
             return self.kernel(self, x)
         # Shared over time: one ordinary BN over (T, B, positions) on a view.
         y = x.reshape(-1, self.num_features) if self.channels_last else x.flatten(0, 1)
-        y = F.batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias, self.training,
-                         self.batch_momentum(), self.eps)
+        y = self.batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                            self.batch_momentum(), self.eps)
         return y.reshape(x.shape)
 
     def extra_repr(self) -> str:
