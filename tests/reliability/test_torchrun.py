@@ -1,6 +1,7 @@
-"""The `svformer train` command under torchrun, two CPU ranks (gloo): it runs every epoch, and a SIGTERM
-to one rank stops both at the same batch with a checkpoint that `--resume auto` continues from to the
-same bits as a run never stopped."""
+"""The `svformer train` command under torchrun, two CPU ranks (gloo): it runs every epoch; a SIGTERM to
+one rank stops both at the same batch with a checkpoint that `--resume auto` continues from to the same
+bits as a run never stopped; a rank killed outright under ``--max-restarts`` makes the job restart and
+end with those bits too."""
 import os
 import signal
 import subprocess
@@ -18,11 +19,11 @@ EPOCHS = 6
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker processes through /proc")
 
 
-def torchrun(tmp, run):
+def torchrun(tmp, run, *launcher):
     args = ["train", "demo", *overrides(tmp, run, **{"optim.epochs": EPOCHS, "threads": 1, "data.num_workers": 0}),
             "--no-test", "--resume", "auto"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m", "svformer",
-           *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", *launcher,
+           "-m", "svformer", *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
                             start_new_session=True)
 
@@ -52,21 +53,41 @@ def worker_of_rank(launcher: int, rank: int):
     return None
 
 
-def test_two_ranks_train_every_epoch_and_stop_together_on_sigterm(tmp_path):
-    ref = torchrun(tmp_path, "ref")
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A 2-rank run never stopped, and its data folder (other runs share it)."""
+    tmp = tmp_path_factory.mktemp("torchrun")
+    ref = torchrun(tmp, "ref")
     out = finish(ref)
     assert ref.returncode == 0, out[-3000:]
-    reference = load_checkpoint(str(tmp_path / "ref" / "last.pt"))
-    assert reference["epoch"] == EPOCHS and out.count("epoch ") >= EPOCHS  # one voice: rank 0's lines
+    state = load_checkpoint(str(tmp / "ref" / "last.pt"))
+    assert state["epoch"] == EPOCHS and out.count("epoch ") == EPOCHS  # one voice: rank 0's lines
+    return tmp, state
 
-    proc = torchrun(tmp_path, "run")
-    last, deadline = tmp_path / "run" / "last.pt", time.time() + 120
-    while not (last.is_file() and load_checkpoint(str(last))["epoch"] >= 2) and time.time() < deadline:
+
+def signal_rank_after_epoch(proc, last, rank, sig, epoch=2):
+    deadline = time.time() + 120
+    while not (last.is_file() and load_checkpoint(str(last))["epoch"] >= epoch) and time.time() < deadline:
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         time.sleep(0.02)
-    victim = worker_of_rank(proc.pid, 1)
+    victim = worker_of_rank(proc.pid, rank)
     assert victim is not None and proc.poll() is None, "the run ended before the signal"
-    os.kill(victim, signal.SIGTERM)  # one rank only: the other must learn of it and stop at the same batch
+    os.kill(victim, sig)
+
+
+def assert_same_run(last, reference):
+    state = load_checkpoint(str(last))
+    assert state["epoch"] == EPOCHS and state["iteration"] == reference["iteration"]
+    for k, v in reference["model"].items():
+        assert torch.equal(state["model"][k], v), k
+
+
+def test_two_ranks_train_every_epoch_and_stop_together_on_sigterm(reference):
+    tmp_path, reference = reference
+    proc = torchrun(tmp_path, "run")
+    last = tmp_path / "run" / "last.pt"
+    # one rank only: the other must learn of it and stop at the same batch
+    signal_rank_after_epoch(proc, last, 1, signal.SIGTERM)
     out = finish(proc)
     assert proc.returncode != 0 and "stopped by" in out, out[-3000:]
     stopped = load_checkpoint(str(last))
@@ -75,10 +96,19 @@ def test_two_ranks_train_every_epoch_and_stop_together_on_sigterm(tmp_path):
     resumed = torchrun(tmp_path, "run")
     out = finish(resumed)
     assert resumed.returncode == 0 and "resuming from" in out, out[-3000:]
-    state = load_checkpoint(str(last))
-    assert state["epoch"] == EPOCHS and state["iteration"] == reference["iteration"]
-    for k, v in reference["model"].items():
-        assert torch.equal(state["model"][k], v), k
+    assert_same_run(last, reference)
+
+
+def test_a_killed_rank_restarts_the_job_which_continues_from_its_checkpoint(reference):
+    # torchrun --max-restarts: a rank killed outright (no checkpoint of its own) makes torchrun stop the
+    # other and start both again; they resume from the last epoch's checkpoint and end as if never killed.
+    tmp_path, reference = reference
+    proc = torchrun(tmp_path, "elastic", "--max-restarts", "1")
+    last = tmp_path / "elastic" / "last.pt"
+    signal_rank_after_epoch(proc, last, 1, signal.SIGKILL)
+    out = finish(proc)
+    assert proc.returncode == 0 and "resuming from" in out, out[-3000:]
+    assert_same_run(last, reference)
 
 
 def test_one_clip_per_rank_needs_and_trains_with_sync_bn(tmp_path):

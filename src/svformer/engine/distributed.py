@@ -32,8 +32,31 @@ def init_distributed(device_type: str) -> DistInfo:
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if "TORCHELASTIC_RUN_ID" in os.environ:
+            store, rank, world = _attempt_store()
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world)
+        else:
+            dist.init_process_group(backend)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _attempt_store():
+    """torchrun's store, under a namespace of this attempt's own.
+
+    After a restart (``--max-restarts``), torchrun's workers join the same store as the attempt before,
+    where the process group's keys (each rank's address) of the dead attempt are still set: a new rank
+    can read an old rank's address and hang connecting to it. Every attempt therefore gets its own key
+    prefix. On one node the restart count names the attempt (one agent counts them all); across nodes
+    each agent counts only its own failures, so the attempt is numbered by the workers that joined the
+    store, in blocks of the world size.
+    """
+    store, rank, world = next(dist.rendezvous("env://"))
+    if int(os.environ.get("GROUP_WORLD_SIZE", "1")) == 1:
+        attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    else:
+        attempt = (store.add("svformer/workers_joined", 1) - 1) // world
+    return dist.PrefixStore(f"svformer/attempt_{attempt}", store), rank, world
 
 
 def tag_warnings(rank: int) -> None:
