@@ -87,7 +87,7 @@ def cmd_memory(args) -> int:
     try:
         plans = plan(cfg.model.name, kwargs, device=args.device, modes=modes, amp=cfg.amp,
                      allocator=getattr(args, "allocator", DEFAULT_ALLOCATOR),  # CPU probes run as training would
-                     progress=lambda m: print(m, file=sys.stderr, flush=True))
+                     progress=lambda m: print(m, file=sys.stderr, flush=True), sync_bn=cfg.sync_bn and args.devices > 1)
     except (RuntimeError, ValueError) as e:
         raise SystemExit(f"svformer memory: {e}")
     sizes = [args.device_memory] if args.device_memory else list(DEVICE_SIZES_GB)

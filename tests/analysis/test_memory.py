@@ -46,6 +46,16 @@ def test_memory_command_prints_a_table_and_writes_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["fits"]["block"]["8 GB"] >= 2
     assert [p["batch"] for p in data["plans"][0]["probes"]] == [2, 4]
+    assert data["plans"][0]["min_batch"] == 2  # the Conv3d head's BatchNorm3d, per device
+
+
+def test_with_sync_bn_across_devices_one_clip_per_device_can_train(tmp_path):
+    out = tmp_path / "plan.json"
+    r = subprocess.run([sys.executable, "-m", "svformer", "memory", "demo", "sync_bn=true", "--devices", "4",
+                        "--checkpointing", "none", "--device-memory", "8GB", "--json", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["plans"][0]["min_batch"] == 1
 
 
 def test_memory_command_errors_are_one_line():

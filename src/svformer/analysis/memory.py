@@ -110,12 +110,14 @@ def run_probe(name: str, kwargs: dict, batch: int, size: int, checkpointing: str
 
 def plan(name: str, kwargs: dict, device: str = "cuda", modes: Sequence[str] = MODES, amp: bool = False,
          probe_size: Optional[int] = None, probe_batches: Sequence[int] = (2, 4), allocator: str = "tuned",
-         progress=None) -> List[MemoryPlan]:
+         progress=None, sync_bn: bool = False) -> List[MemoryPlan]:
     """Predict the training peak per device of ``create_model(name, **kwargs)`` (``kwargs`` with
     ``num_frames`` and ``img_size``) for each checkpointing setting in ``modes``.
 
     ``device``: 'cuda' (any GPU: the plain path plus `CUDA_CONTEXT_MB`) or 'cpu' (the accelerated path,
-    the whole process). ``progress(message)`` is told about each probe.
+    the whole process). ``progress(message)`` is told about each probe. ``sync_bn``: BatchNorm statistics
+    span the devices (`snn.sync_norm`), so the Conv3d head trains with one clip per device; otherwise it
+    needs two, and no plan names a smaller batch.
     """
     if device not in ("cuda", "cpu"):
         raise ValueError(f"device must be 'cuda' or 'cpu', got {device!r}")
@@ -127,7 +129,7 @@ def plan(name: str, kwargs: dict, device: str = "cuda", modes: Sequence[str] = M
     probe_size = probe_size or _probe_size(size)
     scale = (size / probe_size) ** 2
     target_state = state_mb(_num_parameters(name, {**kwargs, "img_size": size}))
-    min_batch = 2 if kwargs.get("head", "conv3d") == "conv3d" else 1
+    min_batch = 2 if kwargs.get("head", "conv3d") == "conv3d" and not sync_bn else 1
     plans = []
     for mode in modes:
         probes = []
