@@ -183,4 +183,6 @@ class PerStepNormKernel:
             shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (bn.num_features,)
         else:
             shape = (x.shape[0], 1, bn.num_features) + (1,) * (x.dim() - 3)
-        return torch.addcmul(shift.view(shape), x, scale.view(shape))
+        # Inference: into a buffer from ``alloc`` (the pool's, recycled between calls), not a fresh one.
+        out = None if torch.is_grad_enabled() else self.alloc(x)
+        return torch.addcmul(shift.view(shape), x, scale.view(shape), out=out)
