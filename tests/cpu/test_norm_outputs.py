@@ -1,11 +1,12 @@
-"""BatchNorm outputs that a neuron reads are recomputed in its backward (`cpu.norm.NormOutputs`) with the
-forward's bits, and only while the BN's output and input are unmodified."""
+"""BatchNorm outputs and residual sums that a neuron reads are recomputed in its backward (`cpu.recipes`)
+with the forward's bits, and only while the BN's output and input are unmodified."""
 import pytest
 import torch
 
 from svformer import SVFormer
 from svformer.cpu.neuron import NeuronKernel
-from svformer.cpu.norm import NormOutputs, PerStepNormKernel
+from svformer.cpu.norm import PerStepNormKernel
+from svformer.cpu.recipes import Outputs
 from svformer.snn import ParametricLIFNode, TimeBatchNorm
 
 from .test_compact import SMALL
@@ -20,7 +21,7 @@ def _train_step(recompute: bool, x, memory_format="channels_last", **kwargs):
     return model
 
 
-def _outputs(model) -> NormOutputs:
+def _outputs(model) -> Outputs:
     return next(m.kernel.outputs for m in model.modules() if isinstance(m, TimeBatchNorm))
 
 
@@ -36,21 +37,25 @@ def test_recomputed_norm_outputs_give_bit_identical_training(memory_format):
     assert _outputs(kept) is None
 
 
-def test_every_norm_output_a_neuron_reads_is_recognised():
+def test_every_norm_output_and_residual_sum_a_neuron_reads_is_recognised():
     """The MLPs' hidden BN -> neuron (4 in SMALL), each patch embedding's output, read by the next block's
     first neuron (stages 1, 2 and 4, the attention blocks through a token view; stage 3's twice: its
-    attention block and the local path), and the attention's q/k/v neurons, which read slices of their
-    BN's output (3 in each of the 2 attention blocks)."""
-    expected = sum(SMALL["depth"]) + 5 + 3 * 2
+    attention block and the local path), the attention's q/k/v neurons, which read slices of their
+    BN's output (3 in each of the 2 attention blocks), and the residual sums: each block's first sum,
+    read by its MLP, and the sums that end stages 1-3, read by the next patch embedding (the last stage's
+    goes to the head through a concatenation, a copy)."""
+    expected = sum(SMALL["depth"]) + 5 + 3 * 2 + 4 + 3
     model = _train_step(True, torch.randn(2, 3, 3, 64, 64))
     assert _outputs(model).recognised == expected
+    # Checkpointed blocks: both forwards decide alike, and a block's input, which the checkpoint keeps,
+    # is read as it is (8 reads: each block's and patch embedding's first neuron, the local path's).
     checkpointed = _train_step(True, torch.randn(2, 3, 3, 64, 64), checkpointing="block")
-    assert _outputs(checkpointed).recognised == 2 * expected  # the forward and the recompute
+    assert _outputs(checkpointed).recognised == 2 * (expected - 8)
 
 
 def _bn_neuron(channels_last):
     torch.manual_seed(0)
-    outputs = NormOutputs()
+    outputs = Outputs()
     bn = TimeBatchNorm(6, num_steps=4, channels_last=channels_last).train()
     bn.kernel = PerStepNormKernel(outputs=outputs)
     with torch.no_grad():

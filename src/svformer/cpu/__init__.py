@@ -14,8 +14,9 @@ option                what it does
 ``channels_last``     feature maps stored (T, B, H, W, C): PyTorch's fast CPU convolution layout
 ``compact_spikes``    layers that read spikes keep them for the backward as 1 byte instead of 4,
                       exactly (`compact`; on every device)
-``recompute_norm``    a BatchNorm output that the next neuron reads is recomputed in that neuron's
-                      backward instead of kept (`norm.NormOutputs`; needs ``neurons`` and ``norm``)
+``recompute_norm``    a BatchNorm output, or a residual sum of them, that a neuron reads is
+                      recomputed in that neuron's backward instead of kept (`recipes`; needs
+                      ``neurons`` and ``norm``)
 ``pool``              large outputs recycled between steps instead of faulted in afresh (`pool`)
 ====================  ==========================================================================
 
@@ -88,11 +89,13 @@ def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True
     from ..snn.norm import TimeBatchNorm, per_step_batch_norm
     from .compact import CompactKernel
     from .neuron import NeuronKernel
-    from .norm import NormOutputs, PerStepNormKernel
+    from ..models.layers import Residual
+    from .norm import PerStepNormKernel
+    from .recipes import Outputs, ResidualKernel
 
     opts = Acceleration.resolve(options)
     alloc = opts.allocator()
-    outputs = NormOutputs() if opts.recompute_norm and opts.norm and opts.neurons else None
+    outputs = Outputs() if opts.recompute_norm and opts.norm and opts.neurons else None
     binary = all(isinstance(m, BaseNeuron) for m in model.modules() if is_neuron(m))
     compact = CompactKernel(alloc) if opts.compact_spikes and binary else None
     for m in model.modules():
@@ -104,6 +107,8 @@ def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True
             m.kernel = PerStepNormKernel(alloc, outputs) if fast else per_step_batch_norm
         elif isinstance(m, SpikeInput) and m.spike_input:
             m.kernel = compact
+        elif isinstance(m, Residual):
+            m.kernel = None if outputs is None else ResidualKernel(outputs)
     if hasattr(model, "memory_format"):
         model.memory_format = "channels_last" if opts.channels_last else "contiguous"
     return opts

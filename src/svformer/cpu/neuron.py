@@ -12,7 +12,7 @@ with dV/dH from `snn.dynamics.reset_derivative` and dH/dV = 1 - k (1 for IF).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
 import torch
 
@@ -20,7 +20,7 @@ from ..snn.dynamics import Dynamics, reference_multistep, reset_values
 from ..snn.surrogate import Surrogate
 from . import chunked
 from .layout import time_major
-from .norm import NormOutputs, NormRecipe
+from .recipes import Found, Outputs, as_view
 
 
 class FusedMultiStep(torch.autograd.Function):
@@ -30,21 +30,21 @@ class FusedMultiStep(torch.autograd.Function):
     The first two carry gradients (``v_last`` so that a sequence split over several calls still
     backpropagates through the state); ``h_seq``, the pre-reset potentials, is a non-differentiable
     by-product for diagnostics, empty unless ``keep_h``. ``k`` is sigmoid(w) for PLIF, else None.
-    ``recipe``: how a per-step BN made the tensor ``x_seq`` is a view of, and that view (`norm.NormOutputs`);
-    the backward then recomputes the input from it instead of keeping it.
+    ``recipe``: how the tensor ``x_seq`` is a view of was made (`recipes.Outputs.take`); the backward then
+    recomputes the input from it instead of keeping it.
     """
 
     @staticmethod
     def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, alloc: Callable, keep_h: bool = False,
-                recipe: Optional[Tuple[NormRecipe, tuple]] = None):
+                recipe: Optional[Found] = None):
         saved = time_major(x_seq)
         spike_seq, v, h_seq = chunked.forward(dyn, saved, v0, k, alloc, keep_h=keep_h)
         if h_seq is None:
             h_seq = x_seq.new_empty(0)
         ctx.dyn, ctx.surrogate, ctx.alloc = dyn, surrogate, alloc
         ctx.k_needs_grad = k is not None and ctx.needs_input_grad[2]
-        ctx.recipe = None if recipe is None else (recipe[0].channels_last, recipe[1])
-        ctx.save_for_backward(v0, k, *((saved,) if recipe is None else recipe[0].tensors()))
+        ctx.recipe = None if recipe is None else (recipe[0], recipe[2])
+        ctx.save_for_backward(v0, k, *((saved,) if recipe is None else recipe[1]))
         ctx.mark_non_differentiable(h_seq)
         return spike_seq, v, h_seq
 
@@ -54,7 +54,8 @@ class FusedMultiStep(torch.autograd.Function):
         if ctx.recipe is None:
             saved = kept[0]
         else:  # the input again, as the forward's time-major copy of it
-            saved = time_major(NormRecipe.restore(*kept, ctx.recipe[0], ctx.alloc, ctx.recipe[1]))
+            made, view = ctx.recipe
+            saved = time_major(as_view(made.rebuild(iter(kept), ctx.alloc), view))
         if grad_spike is None:
             grad_spike = torch.zeros_like(saved)
         if grad_v_last is None:
@@ -68,11 +69,11 @@ class NeuronKernel:
     """A neuron layer's kernel (see `snn.neuron`): the fused chunked loops on CPU tensors outside
     torch.compile, the plain loop elsewhere; the same spikes either way.
 
-    ``alloc(like)`` makes the large outputs; ``norm_outputs``: the recipes of the model's BN outputs,
-    for inputs that are one (recomputed in the backward instead of kept; None: always kept).
+    ``alloc(like)`` makes the large outputs; ``norm_outputs``: the recipes of the model's BN outputs and
+    residual sums, for inputs that are one (recomputed in the backward instead of kept; None: always kept).
     """
 
-    def __init__(self, alloc: Callable = torch.empty_like, norm_outputs: Optional[NormOutputs] = None):
+    def __init__(self, alloc: Callable = torch.empty_like, norm_outputs: Optional[Outputs] = None):
         self.alloc, self.norm_outputs = alloc, norm_outputs
 
     def __call__(self, dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch.Tensor,
@@ -82,7 +83,7 @@ class NeuronKernel:
         needs_graph = torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad
                                                    or (k is not None and k.requires_grad))
         if needs_graph:
-            recipe = None if self.norm_outputs is None else self.norm_outputs.get(x_seq)
+            recipe = None if self.norm_outputs is None else self.norm_outputs.take(x_seq)
             spikes, v, h_seq = FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, self.alloc, store_v_seq, recipe)
         else:  # inference: no autograd node, nothing kept for a backward
             with torch.no_grad():

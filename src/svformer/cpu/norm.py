@@ -6,22 +6,21 @@ BatchNorm of its own slice of the parameters, computed in place in the (T, B, ..
 
 - training: `_PerStepBatchNorm`, PyTorch's kernels for the statistics (and the running-statistics
   update) and for the input gradients, the output as y = x * scale + shift into one preallocated
-  tensor; with a `NormOutputs`, the recipe that made it is kept there, so that a neuron reading it can
-  recompute it in the backward instead of keeping a float copy (`neuron.FusedMultiStep`);
+  tensor; with an `Outputs` registry, the recipe that made it is kept there, so that a neuron reading
+  it can recompute it in the backward instead of keeping a float copy (`recipes`);
 - evaluation: the affine map per (t, c) in one pass.
 
 The same function as the plain formulation, up to float rounding in the statistics.
 """
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
 import torch
 
 from ..snn.norm import TimeBatchNorm, per_step_batch_norm
 from .layout import like, time_major
+from .recipes import NormRecipe, Outputs
 
 
 def _bn_view(x_t: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -34,7 +33,7 @@ def _affine_into(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, chan
     """y[t] = x[t] * scale[t] + shift[t] per channel, into ``out`` (x's layout); scale/shift are (T*C,).
 
     A multiply and then an add, each rounded once, never fused into one multiply-add: the training
-    forward and `NormRecipe.restore` run this same code, so a recomputed output has the forward's bits on any
+    forward and `recipes.NormRecipe` run this same code, so a recomputed output has the forward's bits on any
     CPU and thread count.
     """
     C = scale.shape[0] // x.shape[0]
@@ -52,67 +51,6 @@ def _batch_stats(x_t: torch.Tensor, running_mean, running_var, momentum: float, 
     output: the library's `batch_norm_update_stats`, as fast as the statistics pass of its BatchNorm."""
     mean, var = torch.batch_norm_update_stats(x_t, running_mean, running_var, momentum)  # biased var
     return mean, (var.double() + eps).rsqrt().to(var.dtype)  # in double, as the BN kernel
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: no element-wise tensor comparison
-class NormRecipe:
-    """How a training per-step BN made its output: from its input ``x`` (which the BN keeps for its own
-    backward anyway) and the per-(t, c) ``scale`` and ``shift``. `restore` computes the output again,
-    with the forward's bits (`_affine_into`)."""
-
-    x: torch.Tensor
-    scale: torch.Tensor
-    shift: torch.Tensor
-    channels_last: bool
-
-    def tensors(self) -> tuple:
-        return self.x, self.scale, self.shift
-
-    @staticmethod
-    def restore(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, channels_last: bool,
-                alloc: Callable = torch.empty_like, view: Optional[tuple] = None) -> torch.Tensor:
-        """The output again from `tensors`; ``view`` (size, stride, offset): that view of it."""
-        with torch.no_grad():
-            y = _affine_into(x, scale, shift, channels_last, alloc(x))
-        if view is None:
-            return y
-        size, stride, offset = view
-        return y.as_strided(size, stride, y.storage_offset() + offset)
-
-
-class NormOutputs:
-    """The recipes of the outputs the accelerated per-step BNs of one model made in training, for the
-    accelerated neurons that read them: a neuron reading a BN's output (the MLPs' hidden layers, the first
-    neuron after each patch embedding, the attention's q/k/v neurons on their slices) then keeps the
-    recipe for its backward instead of a float copy of its input, while the BN keeps that input anyway.
-
-    A neuron input is recognised when it is the BN's output or a view into it (PyTorch keeps one Python
-    object per storage, which views share) and that output is alive and not written in place since
-    (autograd then gives it another ``grad_fn``). The recipe's tensors go through the neuron's
-    ``save_for_backward``, so autograd checks that the BN input is unmodified at the backward.
-    """
-
-    def __init__(self):
-        self._entries = {}
-        self.recognised = 0  # how many neuron inputs were taken as recipes (for tests and diagnostics)
-
-    def put(self, y: torch.Tensor, recipe: NormRecipe) -> None:
-        storage, entries = y.untyped_storage(), self._entries
-        key = id(storage)
-        entries[key] = (weakref.ref(y, lambda _: entries.pop(key, None)), storage, y.grad_fn, recipe)
-
-    def get(self, x: torch.Tensor) -> Optional[Tuple[NormRecipe, tuple]]:
-        """``(recipe, view)`` if ``x`` is a BN output as the BN made it, or a view into one; ``view`` is
-        ``x``'s (size, stride, offset from the output's start) for `NormRecipe.restore`."""
-        storage = x.untyped_storage()
-        entry = self._entries.get(id(storage))
-        if entry is None or entry[1] is not storage:
-            return None
-        y = entry[0]()
-        if y is None or y.grad_fn is not entry[2] or y.dtype != x.dtype:
-            return None
-        self.recognised += 1
-        return entry[3], (x.size(), x.stride(), x.storage_offset() - y.storage_offset())
 
 
 class _PerStepBatchNorm(torch.autograd.Function):
@@ -135,8 +73,8 @@ class _PerStepBatchNorm(torch.autograd.Function):
         scale = weight * save_invstd
         shift = bias - save_mean * scale
         y = _affine_into(x, scale, shift, channels_last, alloc(x))
-        if recipes is not None:
-            recipes.append(NormRecipe(x, scale, shift, channels_last))
+        if recipes is not None:  # the BN keeps x for its backward anyway; scale and shift are the recipe's
+            recipes.append((NormRecipe(channels_last), [x, scale, shift]))
         ctx.save_for_backward(x, weight, save_mean, save_invstd)
         ctx.eps, ctx.channels_last, ctx.alloc = eps, channels_last, alloc
         return y
@@ -163,7 +101,7 @@ class PerStepNormKernel:
     torch.compile, `per_step_batch_norm` elsewhere. ``alloc(like)`` makes the large outputs;
     ``outputs``: where the recipes of training outputs go (None: not kept)."""
 
-    def __init__(self, alloc: Callable = torch.empty_like, outputs: Optional[NormOutputs] = None):
+    def __init__(self, alloc: Callable = torch.empty_like, outputs: Optional[Outputs] = None):
         self.alloc, self.outputs = alloc, outputs
 
     def __call__(self, bn: TimeBatchNorm, x: torch.Tensor) -> torch.Tensor:
@@ -175,7 +113,7 @@ class PerStepNormKernel:
             y = _PerStepBatchNorm.apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.batch_momentum(),
                                         bn.eps, bn.channels_last, self.alloc, made)
             if made:
-                self.outputs.put(y, made[0])
+                self.outputs.put(y, *made[0])
             return y
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         shift = bn.bias - bn.running_mean * scale

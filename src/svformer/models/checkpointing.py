@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..snn import reset_states
-from ..snn.recompute import recompute_pass
+from ..snn.recompute import discarding_pass, recompute_pass
 
 MODES = ("none", "stage", "block")
 
@@ -43,7 +43,8 @@ def checkpointed(fn: Callable, modules: List[nn.Module], *args):
         try:
             if first[0]:
                 first[0] = False
-                return fn(*inputs)
+                with discarding_pass():
+                    return fn(*inputs)
             buffers = _running_buffers(modules)
             saved = [b.clone() for b in buffers]
             try:  # also when PyTorch stops the recomputation early (an exception once it has what it needs)

@@ -126,11 +126,24 @@ class CBlock(nn.Module):
         self.norm2 = norm(dim, False)
         self.drop_path = DropPath(drop_path)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), neuron, norm, tokens=False)
+        self.add1, self.add2 = Residual(), Residual()
 
     def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
         y = self.conv2(self.attn(self.conv1(self.act1(x))))
-        x = x + _norm(self.norm2, self.drop_path(y), t)
-        return x + self.drop_path(self.mlp(x, t))
+        x = self.add1(x, _norm(self.norm2, self.drop_path(y), t))
+        return self.add2(x, self.drop_path(self.mlp(x, t)))
+
+
+class Residual(nn.Module):
+    """``x + y``, a residual connection, as a module: `svformer.cpu.accelerate` gives it a kernel that
+    notes how the sum was made, so the neuron reading it can recompute it instead of keeping it."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel = None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + y if self.kernel is None else self.kernel(x, y)
 
 
 class MatMul(SpikeInput, nn.Module):
@@ -195,12 +208,13 @@ class SABlock(nn.Module):
         self.attn = SpikingSelfAttention(dim, head_dim, neuron, norm)
         self.drop_path = DropPath(drop_path)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), neuron, norm, tokens=True)
+        self.add1, self.add2 = Residual(), Residual()
 
     def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
         T, B, C, H, W = x.shape
         x = x.flatten(3).transpose(-1, -2)  # (T, B, N, C)
-        x = x + self.drop_path(self.attn(x, t))
-        x = x + self.drop_path(self.mlp(x, t))
+        x = self.add1(x, self.drop_path(self.attn(x, t)))
+        x = self.add2(x, self.drop_path(self.mlp(x, t)))
         return x.transpose(-1, -2).reshape(T, B, C, H, W)
 
 

@@ -1,6 +1,9 @@
-"""Whether the forward running now is a recomputation (activation checkpointing's second forward, in the
-backward pass). Observers of the forward - firing-rate monitors, operation counters - skip it, so every
-forward is counted once; BatchNorms' running statistics are restored around it (`models.checkpointing`)."""
+"""Which forward is running under activation checkpointing (`models.checkpointing`).
+
+`recomputing`: the second forward, in the backward pass. Observers of the forward - firing-rate monitors,
+operation counters - skip it, so every forward is counted once; BatchNorms' running statistics are
+restored around it. `discarding`: the first forward, which keeps nothing for the backward, so nothing
+needs remembering for it either (the CPU accelerations' recipes of outputs, `cpu.recipes`)."""
 from __future__ import annotations
 
 import contextlib
@@ -20,3 +23,24 @@ def recompute_pass():
         yield
     finally:
         _state.depth -= 1
+
+
+def discarding() -> bool:
+    return bool(getattr(_state, "discard", None))
+
+
+def when_discarding_ends(fn) -> None:
+    """Call ``fn()`` when the discarding pass running now ends."""
+    _state.discard[-1].append(fn)
+
+
+@contextlib.contextmanager
+def discarding_pass():
+    if getattr(_state, "discard", None) is None:
+        _state.discard = []
+    _state.discard.append([])
+    try:
+        yield
+    finally:
+        for fn in _state.discard.pop():
+            fn()
