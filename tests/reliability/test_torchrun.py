@@ -113,8 +113,8 @@ def test_a_killed_rank_restarts_the_job_which_continues_from_its_checkpoint(refe
 
 def test_one_clip_per_rank_needs_and_trains_with_sync_bn(tmp_path):
     def run(name, *extra):
-        args = ["train", "demo", *overrides(tmp_path, name, **{"optim.epochs": 1, "optim.batch_size": 2,
-                                                              "threads": 1, "data.num_workers": 0}), *extra, "--no-test"]
+        settings = {"optim.epochs": 1, "optim.batch_size": 2, "threads": 1, "data.num_workers": 0}
+        args = ["train", "demo", *overrides(tmp_path, name, **settings), *extra, "--no-test"]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m",
                "svformer", *args]
         return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=180)

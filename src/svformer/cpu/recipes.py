@@ -17,9 +17,9 @@ output or a view into one (PyTorch keeps one Python object per storage, which vi
 alive and not written in place since (autograd then gives it another ``grad_fn``). An entry keeps its
 recipe's tensors while its output lives, except in the first forward of a checkpointed block, which
 keeps nothing for the backward: its entries go when it ends, so its output does not keep the block's
-BN inputs alive (and its neurons decide as the recomputation will, which saved-tensor checking needs). A neuron saves the
-tensors of a recipe it takes through ``save_for_backward``, so autograd checks that none of them was
-modified before the backward.
+BN inputs alive (and its neurons decide as the recomputation will, which saved-tensor checking needs).
+A neuron saves the tensors of a recipe it takes through ``save_for_backward``, so autograd checks that
+none of them was modified before the backward.
 """
 from __future__ import annotations
 

@@ -31,11 +31,12 @@ from ..config import TrainConfig, from_dict, save_config, to_dict
 from ..data.transforms import Mixup, one_hot
 from ..models import create_model
 from ..models.svformer import check_arguments
+from ..snn.sync_norm import convert_sync_batchnorm
 from .amp import autocast
 from .checkpoint import describe_non_finite, load_checkpoint, non_finite, rng_state, save_checkpoint, set_rng_state
 from .data import Datasets, build_datasets, make_loader, prepare_synthetic
-from ..snn.sync_norm import convert_sync_batchnorm
-from .distributed import DistInfo, all_reduce_mean, barrier, broadcast_buffers, init_distributed, tag_warnings, wrap_ddp
+from .distributed import (DistInfo, all_reduce_mean, barrier, broadcast_buffers, init_distributed, tag_warnings,
+                          wrap_ddp)
 from .evaluate import EvalResult, evaluate
 from .logger import MetricsLogger, plot_confusion, plot_training
 from .optim import build_optimizer, soft_cross_entropy
