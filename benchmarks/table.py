@@ -1,6 +1,6 @@
 """The markdown results table of docs/performance.md, from one `benchmarks/run.py --ab` JSON.
 
-    python benchmarks/table.py benchmarks/results/2cpu-intel-xeon-2026-11-29.json
+    python benchmarks/table.py benchmarks/results/2cpu-intel-xeon-2026-11-30.json
 """
 from __future__ import annotations
 
