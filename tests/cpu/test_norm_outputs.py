@@ -47,10 +47,11 @@ def test_every_norm_output_and_residual_sum_a_neuron_reads_is_recognised():
     expected = sum(SMALL["depth"]) + 5 + 3 * 2 + 4 + 3
     model = _train_step(True, torch.randn(2, 3, 3, 64, 64))
     assert _outputs(model).recognised == expected
-    # Checkpointed blocks: both forwards decide alike, and a block's input, which the checkpoint keeps,
-    # is read as it is (8 reads: each block's and patch embedding's first neuron, the local path's).
+    # Checkpointed units: both forwards decide alike, and a unit's input, which the checkpoint keeps, is
+    # read as it is (10 reads: each block's, residual step's of the convolutional blocks, and patch
+    # embedding's first neuron, the local path's).
     checkpointed = _train_step(True, torch.randn(2, 3, 3, 64, 64), checkpointing="block")
-    assert _outputs(checkpointed).recognised == 2 * (expected - 8)
+    assert _outputs(checkpointed).recognised == 2 * (expected - 10)
 
 
 def _bn_neuron(channels_last):

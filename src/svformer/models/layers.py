@@ -129,8 +129,14 @@ class CBlock(nn.Module):
         self.add1, self.add2 = Residual(), Residual()
 
     def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
+        return self.mlp_branch(self.conv_branch(x, t), t)
+
+    def conv_branch(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
+        """The first residual step (activation checkpointing recomputes the two steps one at a time)."""
         y = self.conv2(self.attn(self.conv1(self.act1(x))))
-        x = self.add1(x, _norm(self.norm2, self.drop_path(y), t))
+        return self.add1(x, _norm(self.norm2, self.drop_path(y), t))
+
+    def mlp_branch(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
         return self.add2(x, self.drop_path(self.mlp(x, t)))
 
 

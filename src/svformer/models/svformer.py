@@ -102,10 +102,10 @@ class SVFormer(nn.Module):
             'avgpool' (mean over T, H, W -> Linear; with shared BN the model accepts any T and size).
         drop_path_rate: stochastic depth, linearly increasing over the blocks.
         checkpointing: activation checkpointing in training: 'none' (keep every activation), 'stage' or
-            'block' (keep the input of each stage, or of each block, patch embedding and the local path, and
-            recompute its forward in the backward: less
-            memory for more compute, the same losses, gradients and running statistics, bit for bit;
-            `models.checkpointing`).
+            'block' (keep the input of each stage, or of each block - each residual step of the
+            convolutional blocks -, patch embedding and the local path, and recompute its forward in the
+            backward: less memory for more compute, the same losses, gradients and running statistics,
+            bit for bit; `models.checkpointing`).
         accelerate: the CPU accelerations (`svformer.cpu.accelerate`): True (default) applies the ones
             measured to pay, False none (the plain model: every layer the readable PyTorch of
             `svformer.snn`), a dict changes single options (e.g. ``{"pool": False}``). Accelerated
@@ -274,8 +274,14 @@ class SVFormer(nn.Module):
         return (x, x_local) if i == 3 else x
 
     def _unit(self, module: nn.Module, x: torch.Tensor, t: Optional[int]) -> torch.Tensor:
-        """A patch embedding, block or the local path; recomputed in the backward with 'block' checkpointing."""
+        """A patch embedding, block or the local path; recomputed in the backward with 'block' checkpointing
+        (a convolutional block in its two residual steps)."""
         if self.checkpointing == "block" and self._recomputes(x, t):
+            if isinstance(module, CBlock):
+                # Its two residual steps one at a time: the first stage's recomputation (the largest
+                # transient of a checkpointed step) holds half as much, for one more kept input.
+                x = checkpointed(module.conv_branch, [module], x)
+                return checkpointed(module.mlp_branch, [module], x)
             return checkpointed(module, [module], x)
         return module(x, t)
 
