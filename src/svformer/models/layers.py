@@ -110,6 +110,18 @@ class Mlp(nn.Module):
         return _norm(self.norm2, self.fc2(self.act2(x)), t)
 
 
+class Residual(nn.Module):
+    """``x + y``, a residual connection, as a module: `svformer.cpu.accelerate` gives it a kernel that
+    notes how the sum was made, so the neuron reading it can recompute it instead of keeping it."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel = None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + y if self.kernel is None else self.kernel(x, y)
+
+
 class CBlock(nn.Module):
     """Local spiking conv block (stages 1-2). Shape: (T, B, C, H, W) -> same.
 
@@ -138,18 +150,6 @@ class CBlock(nn.Module):
 
     def mlp_branch(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
         return self.add2(x, self.drop_path(self.mlp(x, t)))
-
-
-class Residual(nn.Module):
-    """``x + y``, a residual connection, as a module: `svformer.cpu.accelerate` gives it a kernel that
-    notes how the sum was made, so the neuron reading it can recompute it instead of keeping it."""
-
-    def __init__(self):
-        super().__init__()
-        self.kernel = None
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x + y if self.kernel is None else self.kernel(x, y)
 
 
 class MatMul(SpikeInput, nn.Module):
