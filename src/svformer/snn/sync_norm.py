@@ -70,10 +70,10 @@ class SyncBatchNorm3d(nn.BatchNorm3d):
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked)
+        # Without tracked statistics the buffers are None, and every call normalises with the batch's.
         use_batch = self.training or self.running_mean is None
-        return sync_batch_norm(x, self.running_mean if not self.training or self.track_running_stats else None,
-                               self.running_var if not self.training or self.track_running_stats else None,
-                               self.weight, self.bias, use_batch, momentum, self.eps)
+        return sync_batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, use_batch, momentum,
+                               self.eps)
 
 
 def is_synced(module: nn.Module) -> bool:
