@@ -2,8 +2,9 @@
 
 `recomputing`: the second forward, in the backward pass. Observers of the forward - firing-rate monitors,
 operation counters - skip it, so every forward is counted once; BatchNorms' running statistics are
-restored around it. `discarding`: the first forward, which keeps nothing for the backward, so nothing
-needs remembering for it either (the CPU accelerations' recipes of outputs, `cpu.recipes`)."""
+restored around it. `discarding`: the first forward, which keeps nothing for the backward, so what it
+remembers for the backward (the CPU accelerations' recipes of outputs, `cpu.recipes`) is dropped when it
+ends (`when_discarding_ends`)."""
 from __future__ import annotations
 
 import contextlib
