@@ -27,9 +27,10 @@ def _cases():
 
 
 def _accelerate(node, backend):
-    """``backend``: 'plain' (the layer as built) or 'accelerated' (the CPU kernel, recycled buffers)."""
-    if backend == "accelerated":
-        node.kernel = NeuronKernel(pool.empty_like)
+    """``backend``: 'plain' (the layer as built), 'accelerated' (the CPU kernel, recycled buffers: the
+    compiled loops where they apply) or 'chunked' (the CPU kernel's eager loops)."""
+    if backend in ("accelerated", "chunked"):
+        node.kernel = NeuronKernel(pool.empty_like, compile=backend == "accelerated")
     return node
 
 
@@ -62,12 +63,12 @@ def _run(node, x, grad_out):
     return s.detach(), node.v_seq.detach(), x.grad, w_grad
 
 
-@pytest.mark.parametrize("backend", ["accelerated", "accelerated-chunk7", "plain"])
+@pytest.mark.parametrize("backend", ["accelerated", "chunked", "chunked-7", "plain"])
 @pytest.mark.parametrize("kind,v_reset,detach,decay,surr,shape", list(_cases()))
 def test_matches_spikingjelly(backend, kind, v_reset, detach, decay, surr, shape, monkeypatch):
-    if backend == "accelerated-chunk7":  # many chunks, the last one partial
+    if backend == "chunked-7":  # many chunks, the last one partial
         monkeypatch.setattr(chunked, "CHUNK", 7)
-        backend = "accelerated"
+        backend = "chunked"
     gen = torch.Generator().manual_seed(zlib.crc32(repr((kind, v_reset, detach, decay, surr, shape)).encode()))
     x = torch.randn(shape, generator=gen) * 1.5 + 0.6
     grad_out = torch.randn(shape, generator=gen)

@@ -8,8 +8,11 @@ swaps in kernels that compute the same function with fewer passes and less memor
 ====================  ==========================================================================
 option                what it does
 ====================  ==========================================================================
-``neurons``           fused neuron loops, chunk by chunk in cache, one autograd node per layer
+``neurons``           fused neuron loops, block by block in cache, one autograd node per layer
                       (`neuron`, `chunked`): the same spikes as the plain loop
+``compiled_neurons``  those loops in C for SVFormer's neurons (`compiled`, built on first use with the
+                      system's C compiler): each large tensor read or written once; needs
+                      ``neurons`` (without a compiler: the eager loops, with a warning)
 ``norm``              per-step BatchNorm in place, without the permute copies (`norm`)
 ``channels_last``     feature maps stored (T, B, H, W, C): PyTorch's fast CPU convolution layout
 ``compact_spikes``    layers that read spikes keep them for the backward as 1 byte instead of 4,
@@ -41,6 +44,7 @@ class Acceleration:
     """Which CPU accelerations a model uses (see the module docstring)."""
 
     neurons: bool = True
+    compiled_neurons: bool = True
     norm: bool = True
     channels_last: bool = True
     compact_spikes: bool = True
@@ -100,7 +104,7 @@ def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True
     compact = CompactKernel(alloc) if opts.compact_spikes and binary else None
     for m in model.modules():
         if isinstance(m, BaseNeuron):
-            m.kernel = NeuronKernel(alloc, outputs) if opts.neurons else reference_multistep
+            m.kernel = NeuronKernel(alloc, outputs, opts.compiled_neurons) if opts.neurons else reference_multistep
         elif isinstance(m, TimeBatchNorm):
             # A BatchNorm synchronised across processes keeps its plain kernel (which calls its batch_norm).
             fast = opts.norm and m.batch_norm is F.batch_norm

@@ -1,9 +1,10 @@
 """The fused multi-step neuron: one autograd Function over the whole (T, ...) sequence.
 
 The plain loop (`snn.dynamics.reference_multistep`) lets autograd record about ten tensors per time
-step. Here the forward runs the same charge/fire/reset loop without a graph (`chunked.forward`) and
-keeps only the inputs X for the backward, from which `chunked.backward` recomputes what it needs chunk
-by chunk, in cache. Only a two-op recurrence is sequential:
+step. Here the forward runs the same charge/fire/reset loop without a graph and keeps only the inputs X
+for the backward, which recomputes what it needs block by block, in cache. The loops are compiled C
+(`compiled`) for the neurons SVFormer uses where a C compiler is available, else eager PyTorch run
+chunk by chunk (`chunked`). Only a two-op recurrence is sequential:
 
     dL/dH[t]   = dL/dS[t] * g'(H[t] - v_th) + dL/dV[t] * dV[t]/dH[t]
     dL/dV[t-1] = dL/dH[t] * dH[t]/dV[t-1]
@@ -18,30 +19,31 @@ import torch
 
 from ..snn.dynamics import Dynamics, reference_multistep, reset_values
 from ..snn.surrogate import Surrogate
-from . import chunked
+from . import chunked, compiled
 from .layout import time_major
 from .recipes import Found, Outputs, as_view
 
 
 class FusedMultiStep(torch.autograd.Function):
-    """``FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, alloc, keep_h, recipe)`` ->
+    """``FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, alloc, keep_h, recipe, loops)`` ->
     ``(spike_seq, v_last, h_seq)``.
 
     The first two carry gradients (``v_last`` so that a sequence split over several calls still
     backpropagates through the state); ``h_seq``, the pre-reset potentials, is a non-differentiable
     by-product for diagnostics, empty unless ``keep_h``. ``k`` is sigmoid(w) for PLIF, else None.
     ``recipe``: how the tensor ``x_seq`` is a view of was made (`recipes.Outputs.take`); the backward then
-    recomputes the input from it instead of keeping it.
+    recomputes the input from it instead of keeping it. ``loops``: the module that runs them, `compiled`
+    (where `compiled.supports` the layer, without ``keep_h``) or `chunked`.
     """
 
     @staticmethod
     def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, alloc: Callable, keep_h: bool = False,
-                recipe: Optional[Found] = None):
+                recipe: Optional[Found] = None, loops=chunked):
         saved = time_major(x_seq)
-        spike_seq, v, h_seq = chunked.forward(dyn, saved, v0, k, alloc, keep_h=keep_h)
+        spike_seq, v, h_seq = loops.forward(dyn, saved, v0, k, alloc, keep_h=keep_h)
         if h_seq is None:
             h_seq = x_seq.new_empty(0)
-        ctx.dyn, ctx.surrogate, ctx.alloc = dyn, surrogate, alloc
+        ctx.dyn, ctx.surrogate, ctx.alloc, ctx.loops = dyn, surrogate, alloc, loops
         ctx.k_needs_grad = k is not None and ctx.needs_input_grad[2]
         ctx.recipe = None if recipe is None else (recipe[0], recipe[2])
         ctx.save_for_backward(v0, k, *((saved,) if recipe is None else recipe[1]))
@@ -60,21 +62,28 @@ class FusedMultiStep(torch.autograd.Function):
             grad_spike = torch.zeros_like(saved)
         if grad_v_last is None:
             grad_v_last = torch.zeros_like(v0)
-        grad_x, grad_v, grad_k = chunked.backward(ctx.dyn, ctx.surrogate, saved, v0, k, grad_spike, grad_v_last,
-                                                  ctx.k_needs_grad, ctx.alloc)
-        return grad_x, grad_v, grad_k, None, None, None, None, None
+        grad_x, grad_v, grad_k = ctx.loops.backward(ctx.dyn, ctx.surrogate, saved, v0, k, grad_spike, grad_v_last,
+                                                    ctx.k_needs_grad, ctx.alloc)
+        return grad_x, grad_v, grad_k, None, None, None, None, None, None
 
 
 class NeuronKernel:
-    """A neuron layer's kernel (see `snn.neuron`): the fused chunked loops on CPU tensors outside
-    torch.compile, the plain loop elsewhere; the same spikes either way.
+    """A neuron layer's kernel (see `snn.neuron`): the fused loops on CPU tensors outside torch.compile,
+    the plain loop elsewhere; the same spikes either way.
 
     ``alloc(like)`` makes the large outputs; ``norm_outputs``: the recipes of the model's BN outputs and
-    residual sums, for inputs that are one (recomputed in the backward instead of kept; None: always kept).
+    residual sums, for inputs that are one (recomputed in the backward instead of kept; None: always kept);
+    ``compile``: run the compiled loops where they apply (`compiled.supports`), else the chunked ones.
     """
 
-    def __init__(self, alloc: Callable = torch.empty_like, norm_outputs: Optional[Outputs] = None):
-        self.alloc, self.norm_outputs = alloc, norm_outputs
+    def __init__(self, alloc: Callable = torch.empty_like, norm_outputs: Optional[Outputs] = None,
+                 compile: bool = True):
+        self.alloc, self.norm_outputs, self.compile = alloc, norm_outputs, compile
+
+    def loops(self, dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, keep_h: bool):
+        """The module whose loops run this call: `compiled` or `chunked` (which alone keeps H)."""
+        use = self.compile and not keep_h and compiled.supports(dyn, surrogate, x_seq)
+        return compiled if use else chunked
 
     def __call__(self, dyn: Dynamics, surrogate: Surrogate, x_seq: torch.Tensor, v0: torch.Tensor,
                  k: Optional[torch.Tensor], store_v_seq: bool = False):
@@ -82,11 +91,13 @@ class NeuronKernel:
             return reference_multistep(dyn, surrogate, x_seq, v0, k, store_v_seq)
         needs_graph = torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad
                                                    or (k is not None and k.requires_grad))
+        loops = self.loops(dyn, surrogate, x_seq, store_v_seq)
         if needs_graph:
             recipe = None if self.norm_outputs is None else self.norm_outputs.take(x_seq)
-            spikes, v, h_seq = FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, self.alloc, store_v_seq, recipe)
+            spikes, v, h_seq = FusedMultiStep.apply(x_seq, v0, k, dyn, surrogate, self.alloc, store_v_seq, recipe,
+                                                    loops)
         else:  # inference: no autograd node, nothing kept for a backward
             with torch.no_grad():
-                spikes, v, h_seq = chunked.forward(dyn, x_seq, v0, k, self.alloc, keep_h=store_v_seq)
+                spikes, v, h_seq = loops.forward(dyn, x_seq, v0, k, self.alloc, keep_h=store_v_seq)
         v_seq = reset_values(dyn, h_seq) if store_v_seq else None
         return spikes, v, v_seq

@@ -1,0 +1,102 @@
+/* SVFormer's neuron loops in C: see compiled.py, which builds this file (REAL = float or double) and
+ * calls it on blocks of positions.
+ *
+ * Built with -ffp-contract=off: every operation rounds as PyTorch's element-wise ops do, so the spikes
+ * and potentials are the same bits as the eager loops'. Tensors are (T, n) and dense; a call works on
+ * the positions [lo, hi) in blocks of BLOCK, whose time loop stays in L1/L2.
+ *
+ * mode 0, PLIF: H = (X - V) * c + V (c = k);  1, LIF: H = (X - V) / c + V (c = tau);  2, IF: H = V + X.
+ * Fire S = H >= v_th; reset V = H where not fired, else 0 (hard reset to 0).
+ */
+#include <stdint.h>
+
+#ifndef REAL
+#define REAL float
+#endif
+#define BLOCK 2048
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* One portable library: the loader picks the widest vector unit this CPU has. */
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
+static inline REAL charge(int mode, REAL v, REAL x, REAL c) {
+    if (mode == 0) return (x - v) * c + v;
+    if (mode == 1) return (x - v) / c + v;
+    return v + x;
+}
+
+/* Forward: v (n) holds V[-1] on entry and V[T-1] on exit; s receives the spikes. */
+CLONES void neuron_forward(const REAL *x, REAL *v, REAL *s, int64_t steps, int64_t n, int64_t lo, int64_t hi,
+                           REAL c, REAL vth, int mode) {
+    for (int64_t b = lo; b < hi; b += BLOCK) {
+        int64_t m = hi - b < BLOCK ? hi - b : BLOCK;
+        REAL *vb = v + b;
+        for (int64_t t = 0; t < steps; t++) {
+            const REAL *xt = x + t * n + b;
+            REAL *st = s + t * n + b;
+            for (int64_t i = 0; i < m; i++) {
+                REAL h = charge(mode, vb[i], xt[i], c);
+                int fired = h >= vth;
+                st[i] = fired ? (REAL)1 : (REAL)0;
+                vb[i] = fired ? (REAL)0 : h;
+            }
+        }
+    }
+}
+
+/* Backward of the forward above with the reset detached, from its inputs x and v0.
+ * gv (n) holds dL/dV[T-1] on entry and dL/dV[-1] on exit; gx receives dL/dX. Per block, the forward
+ * again keeps H[t] and D[t] = X[t] - V[t-1] in scratch (2 x steps x BLOCK), then
+ *   dL/dH[t]   = dL/dS[t] g'(H[t] - v_th) + dL/dV[t] (1 - S[t]),   g'(u) = (alpha/2) / (slope2 u^2 + 1)
+ *   dL/dV[t-1] = dL/dH[t] dh_dv,   dL/dX[t] = dL/dH[t] dh_dx,   partial[block] = sum dL/dH[t] D[t] (dL/dk)
+ * with the last sum taken per position over time in REAL, then over the block's positions in double.
+ * state: 3 x BLOCK (V, dL/dV, the per-position sums). */
+CLONES void neuron_backward(const REAL *x, const REAL *v0, const REAL *gs, REAL *gx, REAL *gv, REAL *scratch,
+                            REAL *state, double *partial, int64_t steps, int64_t n, int64_t lo, int64_t hi,
+                            REAL c, REAL vth, int mode, REAL slope2, REAL half_alpha, REAL dh_dv, REAL dh_dx) {
+    REAL *v = state, *g_v = state + BLOCK, *acc = state + 2 * BLOCK;
+    for (int64_t b = lo; b < hi; b += BLOCK) {
+        int64_t m = hi - b < BLOCK ? hi - b : BLOCK;
+        for (int64_t i = 0; i < m; i++) {
+            v[i] = v0[b + i];
+            g_v[i] = gv[b + i];
+            acc[i] = 0;
+        }
+        for (int64_t t = 0; t < steps; t++) {
+            const REAL *xt = x + t * n + b;
+            REAL *ht = scratch + t * BLOCK, *dt = scratch + (steps + t) * BLOCK;
+            for (int64_t i = 0; i < m; i++) {
+                REAL h, vi = v[i];
+                if (mode == 2) {
+                    h = vi + xt[i];
+                } else {
+                    REAL d = xt[i] - vi;
+                    dt[i] = d;
+                    h = mode == 0 ? d * c + vi : d / c + vi;
+                }
+                ht[i] = h;
+                v[i] = h < vth ? h : (REAL)0;
+            }
+        }
+        for (int64_t t = steps - 1; t >= 0; t--) {
+            const REAL *ht = scratch + t * BLOCK, *dt = scratch + (steps + t) * BLOCK, *gst = gs + t * n + b;
+            REAL *gxt = gx + t * n + b;
+            for (int64_t i = 0; i < m; i++) {
+                REAL h = ht[i], u = h - vth;
+                REAL g = gst[i] / (slope2 * u * u + (REAL)1);
+                if (half_alpha != (REAL)1) g = g * half_alpha;
+                g = g + g_v[i] * (h < vth ? (REAL)1 : (REAL)0);
+                if (mode == 0) acc[i] += g * dt[i];
+                gxt[i] = g * dh_dx;
+                g_v[i] = g * dh_dv;
+            }
+        }
+        double total = 0;
+        for (int64_t i = 0; i < m; i++) total += acc[i];
+        partial[b / BLOCK] = total;
+        for (int64_t i = 0; i < m; i++) gv[b + i] = g_v[i];
+    }
+}
