@@ -119,6 +119,13 @@ def test_step_export_after_T_frames_equals_clip_export(golden_exports):
         stream.step(x[:, :, 0])
     stream.reset()
     stream.step(x[:, :, 0])
+    stream.step(x[:, :, 1])
+    stream.reset()  # mid-clip: the next clip starts from the reset states
+    again = [stream.step(x[:, :, t]) for t in range(4)][-1]
+    assert torch.equal(again, logits)  # (each result is the caller's own tensor, not a reused buffer)
+    stream.reset()  # another batch size
+    single = [stream.step(x[:1, :, t]) for t in range(4)][-1]
+    assert rel_error(single, clip_logits[:1]) <= 1e-5
     with pytest.raises(ValueError, match="whole-clip model; export a step model"):
         OnnxSVFormer(clip).streamer()
     with pytest.raises(ValueError, match=r"classifies clips of shape \(B, 3, 4, 64, 64\)"):

@@ -39,8 +39,10 @@ def inference_multistep(dyn: Dynamics, surrogate, x_seq: torch.Tensor, v0: torch
     run those far faster than a select (ONNX Where). ``charges``: a list that receives each step's H.
     """
     v, spikes = v0, []
-    for t in range(x_seq.shape[0]):
-        h = charge(dyn, v, x_seq[t], k)
+    steps = x_seq.shape[0]
+    for t in range(steps):
+        # One step (streaming) as a squeeze: runtimes copy for an index (ONNX Gather), not for a squeeze.
+        h = charge(dyn, v, x_seq.squeeze(0) if steps == 1 else x_seq[t], k)
         if charges is not None:
             charges.append(h)
         spike = (h >= dyn.v_threshold).to(h.dtype)
@@ -83,7 +85,8 @@ class FoldedNorm(nn.Module):
     """An eval-mode per-time-step `TimeBatchNorm` as ``x * scale[t] + shift[t]``.
 
     Shape: as `TimeBatchNorm`. ``t`` (an int or an int64 tensor of one element) selects one step's
-    constants for a single-step input (streaming)."""
+    constants for a single-step input (streaming), unless ``selected`` holds them already: the step
+    graph selects every norm's constants at once (`StepConstants`)."""
 
     def __init__(self, bn: TimeBatchNorm):
         super().__init__()
@@ -92,10 +95,13 @@ class FoldedNorm(nn.Module):
         self.register_buffer("scale", scale.reshape(shape).clone())
         self.register_buffer("shift", shift.reshape(shape).clone())
         self.channels_last = bn.channels_last
+        self.selected: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 
     def forward(self, x: torch.Tensor, t=None) -> torch.Tensor:
         scale, shift = self.scale, self.shift
-        if t is not None and scale.shape[0] > 1:
+        if self.selected is not None:
+            scale, shift = self.selected
+        elif t is not None and scale.shape[0] > 1:
             index = torch.as_tensor(t, dtype=torch.long).reshape(1)
             scale, shift = scale.index_select(0, index), shift.index_select(0, index)
         if not self.channels_last:  # maps (T, B, C, H, W); the constants broadcast over H and W
@@ -187,6 +193,36 @@ class ClipGraph(nn.Module):
         return logits if self.record is None else (logits, *self.record.values())
 
 
+class StepConstants(nn.Module):
+    """Every per-step norm's constants in two tables (maps, tokens), selected for a step with one Gather
+    and split with one Split each, instead of two Gathers per norm: per-node costs dominate such small
+    tensors in a runtime. Each split part already has the shape its norm broadcasts with."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.norms = [m for m in model.modules() if isinstance(m, FoldedNorm) and m.scale.shape[0] > 1]
+        self.groups = []
+        for tokens in (False, True):
+            members = [m for m in self.norms if m.channels_last == tokens]
+            if not members:
+                continue
+            axis = 3 if tokens else 2  # the channel axis of (T, 1, 1, C) and (T, 1, C, 1, 1)
+            parts = [c for m in members for c in (m.scale, m.shift)]
+            self.register_buffer(f"table{len(self.groups)}", torch.cat(parts, dim=axis))
+            self.groups.append((members, axis, [p.shape[axis] for p in parts]))
+
+    def select(self, step: torch.Tensor) -> None:
+        """Give every norm step ``step``'s constants (`FoldedNorm.selected`)."""
+        for i, (members, axis, sizes) in enumerate(self.groups):
+            parts = torch.split(getattr(self, f"table{i}").index_select(0, step), sizes, dim=axis)
+            for j, m in enumerate(members):
+                m.selected = (parts[2 * j], parts[2 * j + 1])
+
+    def clear(self) -> None:
+        for m in self.norms:
+            m.selected = None
+
+
 class StepGraph(nn.Module):
     """One frame of a stream.
 
@@ -200,10 +236,12 @@ class StepGraph(nn.Module):
         super().__init__()
         self.model = model
         self.layers = neurons(model)
+        self.constants = StepConstants(model)
 
     def forward(self, frame: torch.Tensor, step: torch.Tensor, acc: torch.Tensor, *states: torch.Tensor):
         for layer, v in zip(self.layers, states):
             layer.v = v
+        self.constants.select(step)
         try:
             features = self.model.forward_features(frame.unsqueeze(0), t=step)
             logits, acc = head_step(self.model, features, step, acc)
@@ -211,3 +249,4 @@ class StepGraph(nn.Module):
         finally:
             for layer in self.layers:
                 layer.reset()
+            self.constants.clear()

@@ -81,16 +81,36 @@ class OnnxSVFormer:
 
 
 class OnnxStream:
-    """Frame-by-frame classification with an exported step model; the states live here, as arrays."""
+    """Frame-by-frame classification with an exported step model; the states live here, as arrays.
+
+    The states and the accumulator sit in two preallocated sets of buffers that ONNX Runtime reads from
+    and writes into alternately (I/O binding), so a frame allocates nothing: fresh output arrays per frame
+    would cost page faults on every call."""
 
     def __init__(self, model: OnnxSVFormer):
         self.model = model
+        self._batch = None
         self.reset()
 
     def reset(self) -> None:
         self.steps = 0
-        self._states = None
-        self._acc = None
+        if self._batch is not None:
+            self._fill(self._buffers[0])
+
+    def _fill(self, buffers) -> None:
+        """Reset values into one set of (acc, states...) buffers."""
+        buffers[0].fill(0.0)
+        for s, v in zip(self.model.states, buffers[1:]):
+            v.fill(s["reset"])
+
+    def _allocate(self, b: int) -> None:
+        m = self.model
+        shapes = [[b, *m.acc_shape[1:]]] + [[b, *s["shape"][1:]] for s in m.states]
+        self._buffers = [[np.empty(shape, np.float32) for shape in shapes] for _ in range(2)]
+        self._fill(self._buffers[0])
+        self._logits = np.empty((b, m.num_classes), np.float32)
+        self._step = np.zeros(1, np.int64)
+        self._batch = b
 
     def step(self, frame: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) normalised frame -> (B, classes) logits of the frames seen since `reset`."""
@@ -100,13 +120,19 @@ class OnnxStream:
                              f"got {tuple(frame.shape)}")
         if self.steps >= m.num_frames:
             raise ValueError(f"this model classifies clips of {m.num_frames} frames; call reset() to start the next clip")
-        x = frame.detach().float().cpu().numpy()
-        b = x.shape[0]
-        if self._states is None:
-            self._states = [np.full([b, *s["shape"][1:]], s["reset"], np.float32) for s in m.states]
-            self._acc = np.zeros([b, *m.acc_shape[1:]], np.float32)
-        feed = {"frame": x, "step": np.array([self.steps], np.int64), "acc": self._acc}
-        feed.update({s["name"]: v for s, v in zip(m.states, self._states)})
-        logits, self._acc, *self._states = m.session.run(None, feed)
+        x = np.ascontiguousarray(frame.detach().float().cpu().numpy())
+        if self._batch != x.shape[0]:
+            self._allocate(x.shape[0])
+        current, following = self._buffers[self.steps % 2], self._buffers[(self.steps + 1) % 2]
+        self._step[0] = self.steps
+        io = m.session.io_binding()
+        io.bind_cpu_input("frame", x)
+        io.bind_cpu_input("step", self._step)
+        for name, array in zip(["acc"] + [s["name"] for s in m.states], current):
+            io.bind_cpu_input(name, array)
+        for name, array in zip(["logits", "acc_out"] + [f"{s['name']}_out" for s in m.states],
+                               [self._logits] + following):
+            io.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+        m.session.run_with_iobinding(io)
         self.steps += 1
-        return torch.from_numpy(logits)
+        return torch.from_numpy(self._logits.copy())
