@@ -32,7 +32,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -94,8 +94,8 @@ def _library(dtype: torch.dtype):
             else:
                 p, i64 = ctypes.c_void_p, ctypes.c_int64
                 lib.neuron_forward.argtypes = [p, p, p, i64, i64, i64, i64, ctype, ctype, ctypes.c_int]
-                lib.neuron_backward.argtypes = [p, p, p, p, p, p, p, p, i64, i64, i64, i64, ctype, ctype,
-                                                ctypes.c_int, ctype, ctype, ctype, ctype]
+                lib.neuron_backward.argtypes = [p, p, p, p, p, p, p, p, p, i64, i64, i64, i64, ctype, ctype,
+                                                ctypes.c_int, ctype, ctype, ctype, ctype, p, p, i64, i64]
                 lib.neuron_forward.restype = lib.neuron_backward.restype = None
             _libraries[dtype] = lib
         return _libraries[dtype]
@@ -158,8 +158,12 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
 
 
 def backward(dyn: Dynamics, surrogate: ATan, x_seq: torch.Tensor, v0: torch.Tensor, k, grad_spike, grad_v_last,
-             need_k: bool, alloc: Callable = torch.empty_like):
-    """Gradients of `forward` from its (time-major) inputs: ``(grad_x_seq, grad_v0, grad_k or None)``."""
+             need_k: bool, alloc: Callable = torch.empty_like, norm: Optional[Tuple[torch.Tensor, ...]] = None):
+    """Gradients of `forward` from its (time-major) inputs: ``(grad_x_seq, grad_v0, grad_k or None)``.
+
+    ``norm``: the input was a per-step BatchNorm's output, made again here block by block instead of as a
+    whole tensor; ``x_seq`` is then the BN's input and ``norm`` = (scale, shift, channel dim) as
+    `recipes.NormRecipe` keeps them: X[t] = x_seq[t] * scale[t, c] + shift[t, c] (per-(t, c) (T*C,))."""
     lib, (T, n) = _library(x_seq.dtype), flat(x_seq).shape
     grad_x_seq = alloc(x_seq)
     grad_v0 = torch.empty_like(x_seq[0])
@@ -168,17 +172,23 @@ def backward(dyn: Dynamics, surrogate: ATan, x_seq: torch.Tensor, v0: torch.Tens
     grad_spike = like(grad_spike, x_seq)
     partial = np.zeros((n + BLOCK - 1) // BLOCK, np.float64)
     workers = max(1, torch.get_num_threads())
-    scratch = torch.empty(workers, 2 * T * BLOCK + 3 * BLOCK, dtype=x_seq.dtype)
+    scratch = torch.empty(workers, (2 * T + 4) * BLOCK, dtype=x_seq.dtype)
+    channel = torch.empty(workers, BLOCK, dtype=torch.int64)
     c, dh_dv, dh_dx = _constants(dyn, k)
     slope = math.pi / 2 * surrogate.alpha  # g'(u) = (alpha / 2) / (1 + (slope u)^2), as `chunked.grad_into`
     ptrs = (flat(x_seq).data_ptr(), v0.data_ptr(), grad_spike.data_ptr(), grad_x_seq.data_ptr(),
             grad_v0.data_ptr())
+    affine = (None, None, 1, 1)
+    if norm is not None:  # the channel of a step's i-th element in memory: (i / stride) % C
+        scale, shift, dim = norm
+        affine = (scale.data_ptr(), shift.data_ptr(), x_seq.shape[dim], x_seq.stride(dim))
     size = scratch.element_size()
 
     def call(w, lo, hi):
         work = scratch[w].data_ptr()
-        lib.neuron_backward(*ptrs, work, work + 2 * T * BLOCK * size, partial.ctypes.data, T, n, lo, hi, c,
-                            dyn.v_threshold, _MODES[dyn.kind], slope * slope, surrogate.alpha / 2, dh_dv, dh_dx)
+        lib.neuron_backward(*ptrs, work, work + 2 * T * BLOCK * size, channel[w].data_ptr(), partial.ctypes.data,
+                            T, n, lo, hi, c, dyn.v_threshold, _MODES[dyn.kind], slope * slope, surrogate.alpha / 2,
+                            dh_dv, dh_dx, *affine)
 
     _in_parallel(call, n)
     grad_k = torch.tensor(partial.sum(), dtype=k.dtype).reshape(k.shape) if need_k else None

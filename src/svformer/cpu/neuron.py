@@ -21,7 +21,7 @@ from ..snn.dynamics import Dynamics, reference_multistep, reset_values
 from ..snn.surrogate import Surrogate
 from . import chunked, compiled
 from .layout import time_major
-from .recipes import Found, Outputs, as_view
+from .recipes import Found, NormRecipe, Outputs, as_view
 
 
 class FusedMultiStep(torch.autograd.Function):
@@ -53,8 +53,13 @@ class FusedMultiStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spike, grad_v_last, _grad_h):
         v0, k, *kept = ctx.saved_tensors
+        norm = None
         if ctx.recipe is None:
             saved = kept[0]
+        elif ctx.loops is compiled and _whole_norm_output(*ctx.recipe, kept[0]):
+            # A BN's whole output: the compiled loops make it again block by block, never as a tensor.
+            saved, scale, shift = kept
+            norm = (scale, shift, saved.dim() - 1 if ctx.recipe[0].channels_last else 2)
         else:  # the input again, as the forward's time-major copy of it
             made, view = ctx.recipe
             saved = time_major(as_view(made.rebuild(iter(kept), ctx.alloc), view))
@@ -62,9 +67,18 @@ class FusedMultiStep(torch.autograd.Function):
             grad_spike = torch.zeros_like(saved)
         if grad_v_last is None:
             grad_v_last = torch.zeros_like(v0)
+        extra = {} if norm is None else {"norm": norm}
         grad_x, grad_v, grad_k = ctx.loops.backward(ctx.dyn, ctx.surrogate, saved, v0, k, grad_spike, grad_v_last,
-                                                    ctx.k_needs_grad, ctx.alloc)
+                                                    ctx.k_needs_grad, ctx.alloc, **extra)
         return grad_x, grad_v, grad_k, None, None, None, None, None, None
+
+
+def _whole_norm_output(made, view, x: torch.Tensor) -> bool:
+    """True if the neuron read a per-step BN's whole output (made from the BN input ``x``): same shape,
+    strides and start, and time-major, as the BN's output always is."""
+    size, stride, offset = view
+    return isinstance(made, NormRecipe) and offset == 0 and tuple(size) == tuple(x.shape) \
+        and tuple(stride) == tuple(x.stride()) and time_major(x) is x
 
 
 class NeuronKernel:

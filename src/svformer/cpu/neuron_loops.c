@@ -53,11 +53,16 @@ CLONES void neuron_forward(const REAL *x, REAL *v, REAL *s, int64_t steps, int64
  *   dL/dH[t]   = dL/dS[t] g'(H[t] - v_th) + dL/dV[t] (1 - S[t]),   g'(u) = (alpha/2) / (slope2 u^2 + 1)
  *   dL/dV[t-1] = dL/dH[t] dh_dv,   dL/dX[t] = dL/dH[t] dh_dx,   partial[block] = sum dL/dH[t] D[t] (dL/dk)
  * with the last sum taken per position over time in REAL, then over the block's positions in double.
- * state: 3 x BLOCK (V, dL/dV, the per-position sums). */
+ * state: 4 x BLOCK (V, dL/dV, the per-position sums, X[t] made from a BatchNorm's input); channel: BLOCK.
+ *
+ * With scale != NULL the input is a per-step BatchNorm's output made again from the BN's input x:
+ * X[t] = x[t] * scale[t, ch] + shift[t, ch], a multiply and an add each rounded once (as the BN kernel
+ * wrote it), with ch = (i / inner) % channels for position i of a step. */
 CLONES void neuron_backward(const REAL *x, const REAL *v0, const REAL *gs, REAL *gx, REAL *gv, REAL *scratch,
-                            REAL *state, double *partial, int64_t steps, int64_t n, int64_t lo, int64_t hi,
-                            REAL c, REAL vth, int mode, REAL slope2, REAL half_alpha, REAL dh_dv, REAL dh_dx) {
-    REAL *v = state, *g_v = state + BLOCK, *acc = state + 2 * BLOCK;
+                            REAL *state, int64_t *channel, double *partial, int64_t steps, int64_t n, int64_t lo,
+                            int64_t hi, REAL c, REAL vth, int mode, REAL slope2, REAL half_alpha, REAL dh_dv,
+                            REAL dh_dx, const REAL *scale, const REAL *shift, int64_t channels, int64_t inner) {
+    REAL *v = state, *g_v = state + BLOCK, *acc = state + 2 * BLOCK, *made = state + 3 * BLOCK;
     for (int64_t b = lo; b < hi; b += BLOCK) {
         int64_t m = hi - b < BLOCK ? hi - b : BLOCK;
         for (int64_t i = 0; i < m; i++) {
@@ -65,8 +70,18 @@ CLONES void neuron_backward(const REAL *x, const REAL *v0, const REAL *gs, REAL 
             g_v[i] = gv[b + i];
             acc[i] = 0;
         }
+        if (scale)
+            for (int64_t i = 0; i < m; i++) channel[i] = ((b + i) / inner) % channels;
         for (int64_t t = 0; t < steps; t++) {
             const REAL *xt = x + t * n + b;
+            if (scale) {
+                const REAL *sc = scale + t * channels, *sh = shift + t * channels;
+                for (int64_t i = 0; i < m; i++) {
+                    REAL y = xt[i] * sc[channel[i]];
+                    made[i] = y + sh[channel[i]];
+                }
+                xt = made;
+            }
             REAL *ht = scratch + t * BLOCK, *dt = scratch + (steps + t) * BLOCK;
             for (int64_t i = 0; i < m; i++) {
                 REAL h, vi = v[i];
