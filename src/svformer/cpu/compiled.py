@@ -4,7 +4,9 @@ The eager chunked loops (`chunked`) cut the sequence into cache-sized chunks, bu
 (forward) and twelve (backward) PyTorch operations per time step and chunk, each a call into PyTorch
 and a pass over its chunk. Compiled, a block of positions runs the whole time loop in registers and L1:
 the forward reads X and writes the spikes, the backward reads X and dL/dS and writes dL/dX, and
-everything in between stays in a per-thread scratch block (`neuron_loops.c`).
+everything in between stays in a per-thread scratch block (`neuron_loops.c`). When the neuron's input
+was a per-step BatchNorm's whole output (`recipes.NormRecipe`), the backward makes it again from the
+BN's input in the same block loop, so that output never exists as a tensor in the backward.
 
 The C file is built on first use with the system's C compiler (``$CC``, else ``cc``) into a cache folder
 (``$SVFORMER_CACHE``, else ``~/.cache/svformer``), once per source and compiler; the threads are
