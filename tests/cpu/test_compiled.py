@@ -140,3 +140,24 @@ def test_without_a_compiler_the_eager_loops_serve(tmp_path, monkeypatch):
     x = torch.randn(5, 7) + 0.5
     node.kernel = NeuronKernel()
     assert torch.equal(node(x), chunked.forward(node.dynamics, x, torch.zeros(7), torch.sigmoid(node.w.detach()))[0])
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_runs_the_loops_with_threads_of_its_own():
+    """The parent's worker threads do not exist in a forked child (e.g. a fork-started process after the
+    parent trained): the child must not wait for them."""
+    import multiprocessing
+
+    node = _layer("plif")
+    x, _, _ = _inputs()
+    k = _k(node, x.dtype)
+    expected = compiled.forward(node.dynamics, x, torch.zeros(SHAPE[1:]), k)[0]  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as workers:
+        spikes = workers.apply_async(_forward_in_child, (x, k)).get(timeout=60)
+    assert torch.equal(spikes, expected)
+
+
+def _forward_in_child(x, k):
+    torch.set_num_threads(2)
+    return compiled.forward(_layer("plif").dynamics, x, torch.zeros(SHAPE[1:]), k)[0]

@@ -53,6 +53,16 @@ _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ct
 _libraries: dict = {}
 _lock = threading.Lock()
 _pool: Optional[ThreadPoolExecutor] = None
+_pool_workers = 0
+
+
+def _forget_pool() -> None:
+    """A forked child has none of its parent's threads: it starts a pool of its own when it needs one."""
+    global _pool, _pool_workers
+    _pool, _pool_workers = None, 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _compiler() -> list:
@@ -127,7 +137,7 @@ def _constants(dyn: Dynamics, k: Optional[torch.Tensor]):
 
 def _in_parallel(call: Callable, n: int) -> None:
     """``call(w, lo, hi)`` for PyTorch's number of threads, each on a run of whole blocks of [0, n)."""
-    global _pool
+    global _pool, _pool_workers
     blocks = (n + BLOCK - 1) // BLOCK
     workers = max(1, min(torch.get_num_threads(), blocks))
     bounds = [min(n, blocks * w // workers * BLOCK) for w in range(workers + 1)]
@@ -135,9 +145,10 @@ def _in_parallel(call: Callable, n: int) -> None:
         call(0, 0, n)
         return
     with _lock:
-        if _pool is None or _pool._max_workers < workers:
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="svformer-neuron")
-    for f in [_pool.submit(call, w, bounds[w], bounds[w + 1]) for w in range(workers)]:
+        if _pool_workers < workers:
+            _pool, _pool_workers = ThreadPoolExecutor(workers, thread_name_prefix="svformer-neuron"), workers
+        pool = _pool
+    for f in [pool.submit(call, w, bounds[w], bounds[w + 1]) for w in range(workers)]:
         f.result()
 
 
