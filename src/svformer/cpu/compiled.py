@@ -99,9 +99,11 @@ def _library(dtype: torch.dtype):
                 lib = ctypes.CDLL(str(_build(real)))
             except (OSError, subprocess.SubprocessError) as e:
                 detail = getattr(e, "stderr", b"") or str(e).encode()
+                last = (detail.decode(errors="replace").strip().splitlines() or [""])[-1]
                 warnings.warn(f"svformer: could not build the compiled neuron loops with {' '.join(_compiler())} "
-                              f"({detail.decode(errors='replace').strip().splitlines()[-1:]}); the CPU neurons use "
-                              "the eager loops instead (set CC to a C compiler to build them)", stacklevel=3)
+                              f"({last}); the CPU neurons use the slower eager loops instead (building needs a C "
+                              "compiler, $CC or cc, and a writable $SVFORMER_CACHE or ~/.cache/svformer)",
+                              stacklevel=3)
                 lib = None
             else:
                 p, i64 = ctypes.c_void_p, ctypes.c_int64
