@@ -137,11 +137,16 @@ def _constants(dyn: Dynamics, k: Optional[torch.Tensor]):
     return 1.0, 1.0, 1.0
 
 
+def _workers(n: int) -> int:
+    """How many threads run a call over ``n`` positions: PyTorch's thread count, at most one per block."""
+    return max(1, min(torch.get_num_threads(), (n + BLOCK - 1) // BLOCK))
+
+
 def _in_parallel(call: Callable, n: int) -> None:
-    """``call(w, lo, hi)`` for PyTorch's number of threads, each on a run of whole blocks of [0, n)."""
+    """``call(w, lo, hi)`` for w < `_workers` (n), each on a run of whole blocks of [0, n)."""
     global _pool, _pool_workers
     blocks = (n + BLOCK - 1) // BLOCK
-    workers = max(1, min(torch.get_num_threads(), blocks))
+    workers = _workers(n)
     bounds = [min(n, blocks * w // workers * BLOCK) for w in range(workers + 1)]
     if workers == 1:
         call(0, 0, n)
@@ -186,9 +191,8 @@ def backward(dyn: Dynamics, surrogate: ATan, x_seq: torch.Tensor, v0: torch.Tens
     v0 = like(v0, x_seq[0])
     grad_spike = like(grad_spike, x_seq)
     partial = np.zeros((n + BLOCK - 1) // BLOCK, np.float64)
-    workers = max(1, torch.get_num_threads())
-    scratch = torch.empty(workers, (2 * T + 4) * BLOCK, dtype=x_seq.dtype)
-    channel = torch.empty(workers, BLOCK, dtype=torch.int64)
+    scratch = torch.empty(_workers(n), (2 * T + 4) * BLOCK, dtype=x_seq.dtype)  # per thread
+    channel = torch.empty(_workers(n), BLOCK, dtype=torch.int64)
     c, dh_dv, dh_dx = _constants(dyn, k)
     slope = math.pi / 2 * surrogate.alpha  # g'(u) = (alpha / 2) / (1 + (slope u)^2), as `chunked.grad_into`
     ptrs = (flat(x_seq).data_ptr(), v0.data_ptr(), grad_spike.data_ptr(), grad_x_seq.data_ptr(),

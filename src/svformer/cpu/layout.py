@@ -32,11 +32,14 @@ def is_dense(x: torch.Tensor) -> bool:
     return True
 
 
+def is_time_major(x: torch.Tensor) -> bool:
+    """True if the steps x[0], x[1], ... of ``x`` are consecutive dense blocks."""
+    return x.dim() >= 1 and is_dense(x) and (x.shape[0] == 1 or x.stride(0) == x[0].numel())
+
+
 def time_major(x: torch.Tensor) -> torch.Tensor:
-    """``x`` itself if its steps x[0], x[1], ... are consecutive dense blocks, else a contiguous copy."""
-    if x.dim() >= 1 and is_dense(x) and (x.shape[0] == 1 or x.stride(0) == x[0].numel()):
-        return x
-    return x.contiguous()
+    """``x`` itself if `is_time_major`, else a contiguous copy."""
+    return x if is_time_major(x) else x.contiguous()
 
 
 def flat(x: torch.Tensor, steps: bool = True) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 from ..snn.dynamics import Dynamics, reference_multistep, reset_values
 from ..snn.surrogate import Surrogate
 from . import chunked, compiled
-from .layout import time_major
+from .layout import is_time_major, time_major
 from .recipes import Found, NormRecipe, Outputs, as_view
 
 
@@ -78,7 +78,7 @@ def _whole_norm_output(made, view, x: torch.Tensor) -> bool:
     strides and start, and time-major, as the BN's output always is."""
     size, stride, offset = view
     return isinstance(made, NormRecipe) and offset == 0 and tuple(size) == tuple(x.shape) \
-        and tuple(stride) == tuple(x.stride()) and time_major(x) is x
+        and tuple(stride) == tuple(x.stride()) and is_time_major(x)
 
 
 class NeuronKernel:
