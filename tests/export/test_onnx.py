@@ -120,6 +120,8 @@ def test_step_export_after_T_frames_equals_clip_export(golden_exports):
     stream.reset()
     stream.step(x[:, :, 0])
     stream.step(x[:, :, 1])
+    with pytest.raises(ValueError, match=rf"started with {len(x)} frame\(s\) per step, got 1; call reset"):
+        stream.step(x[:1, :, 2])  # mid-clip, another batch size
     stream.reset()  # mid-clip: the next clip starts from the reset states
     again = [stream.step(x[:, :, t]) for t in range(4)][-1]
     assert torch.equal(again, logits)  # (each result is the caller's own tensor, not a reused buffer)

@@ -136,6 +136,9 @@ class OnnxStream:
         if self.steps >= m.num_frames:
             raise ValueError(f"this model classifies clips of {m.num_frames} frames; call reset() to start the next clip")
         if self._batch != frame.shape[0]:
+            if self.steps:  # the states belong to the clip's batch: carrying on would start over silently
+                raise ValueError(f"this clip started with {self._batch} frame(s) per step, got {frame.shape[0]}; "
+                                 "call reset() to start a clip of another batch size")
             self._prepare(frame.shape[0])
         np.copyto(self._frame, frame.detach().float().cpu().numpy())
         self._step[0] = self.steps
