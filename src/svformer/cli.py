@@ -384,10 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("stream", help="classify a video or camera frame by frame, with per-frame latency",
-                       description="Feeds a video file or camera device (/dev/video0) to the model one frame at "
-                                   "a time in windows of one clip, printing the running top class and latency.")
+                       description="Feeds a video file or live source (camera device, URL, pipe) to the model one "
+                                   "frame at a time in windows of one clip, printing the running top class and "
+                                   "latency. Ctrl-C ends a live source with the report of the frames so far.")
     p.add_argument("model", help="a training checkpoint (.pt) or a step model exported with --kind stream (.onnx)")
-    p.add_argument("input", help="a video file FFmpeg reads, or a V4L2 camera device such as /dev/video0")
+    p.add_argument("input", help="a video file FFmpeg reads, a V4L2 camera device (/dev/video0), a stream URL "
+                                 "(rtsp://, http://, udp://, ...), a named pipe, or - for standard input")
     p.add_argument("--every", type=_positive_int, default=1, help="print every k-th model step (default 1)")
     p.add_argument("--topk", type=_positive_int, default=5, help="classes of each clip's final result (default 5)")
     p.add_argument("--json", metavar="OUT.json", help="write every frame's and clip's result")

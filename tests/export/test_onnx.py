@@ -1,8 +1,6 @@
 """ONNX export: the inference graph equals the model, ONNX Runtime equals PyTorch (the authors' golden
 fixture and a trained checkpoint), the step model after T frames equals the clip model, and the
 predict/stream/export commands work on both kinds of file."""
-import contextlib
-import io
 import json
 import re
 
@@ -132,22 +130,6 @@ def test_step_export_after_T_frames_equals_clip_export(golden_exports):
         OnnxSVFormer(clip).streamer()
     with pytest.raises(ValueError, match=r"classifies clips of shape \(B, 3, 4, 64, 64\)"):
         OnnxSVFormer(clip)(x[:, :, :3])
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from ..engine.test_training import tiny_config
-    from svformer.engine.trainer import train
-
-    tmp = tmp_path_factory.mktemp("export_run")
-    train(tiny_config(tmp, "run", **{"data.test_clips": 1, "optim.epochs": 2}), test=False)
-    ckpt = tmp / "run" / "last.pt"
-    clip, step = tmp / "clip.onnx", tmp / "step.onnx"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):  # export, then compare on the checkpoint's 20 test clips
-        assert main(["export", str(ckpt), "--out", str(clip), "--verify", "50"]) == 0
-    assert main(["export", str(ckpt), "--out", str(step), "--kind", "stream"]) == 0
-    return tmp, ckpt, clip, step, out.getvalue()
 
 
 def test_trained_checkpoint_exports_agree_on_every_test_clip(trained_run):

@@ -1,19 +1,29 @@
-"""Classify a video or a live camera frame by frame (`svformer stream`).
+"""Classify a video or a live source frame by frame (`svformer stream`).
 
 The stream is cut into windows of ``num_frames x sampling_rate`` frames, the span of one training clip;
 in each window the frames a test clip would take (the sampler's rule, `clip_indices`) go through the
 model one at a time, each step giving the running top class of the frames so far. A window's last step
 gives the clip's logits: on a video of exactly one window they equal `predict`'s single-view result
-(``data.test_clips=1 data.test_crops=1``) on the same frames. Frames are read in order, so any source
-FFmpeg reads works, a camera device (``/dev/video0``) included; memory stays constant.
+(``data.test_clips=1 data.test_crops=1``) on the same frames.
+
+Frames are read in order and never sought, so any source FFmpeg reads works: a file, a V4L2 camera
+(``/dev/video0``), a network stream (``rtsp://``, ``http://``, ``udp://``, ...), a named pipe, or standard
+input (``-``). Memory stays constant however long the source runs: `run_stream` keeps per-frame latencies
+only, and writes ``--json`` results to disk as they come. A live source ends with Ctrl-C (or SIGTERM),
+which stops at the current frame and reports and writes everything up to it.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import sys
 import time
+from array import array
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -53,36 +63,46 @@ def _is_device(source: str) -> bool:
     return source.startswith("/dev/video")
 
 
+def _is_url(source: str) -> bool:
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source) is not None
+
+
 def read_frames(source: str) -> Iterator[np.ndarray]:
-    """RGB frames (H, W, 3) uint8 of a video file or a V4L2 camera device, in order, decoded one at a time."""
+    """RGB frames (H, W, 3) uint8 of ``source`` (a file, camera device, URL, named pipe, or ``-`` for
+    standard input), in order, decoded one at a time."""
     import av
 
-    if os.path.isdir(source):
-        raise ValueError(f"{source} is a folder; give a video file or a camera device")
-    if not os.path.exists(source):
-        raise FileNotFoundError(f"input not found: {source}" + (" (no such camera)" if _is_device(source) else ""))
+    name = "standard input" if source == "-" else source
+    if source != "-" and not _is_url(source):
+        if os.path.isdir(source):
+            raise ValueError(f"{source} is a folder; give a video file, a camera device, a URL or - (standard input)")
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"input not found: {source}" + (" (no such camera)" if _is_device(source) else ""))
     try:
-        container = av.open(source, format="v4l2" if _is_device(source) else None)
+        if source == "-":
+            container = av.open(sys.stdin.buffer)
+        elif _is_url(source):  # seconds to connect and between reads: a dead stream ends, it does not hang
+            container = av.open(source, timeout=10.0)
+        else:
+            container = av.open(source, format="v4l2" if _is_device(source) else None)
     except av.FFmpegError as e:
-        raise ValueError(f"{source}: cannot be opened as video ({e})") from None
+        raise ValueError(f"{name}: cannot be opened as video ({e})") from None
     with container:
         if not container.streams.video:
-            raise ValueError(f"{source}: has no video stream")
+            raise ValueError(f"{name}: has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
                 yield frame.to_ndarray(format="rgb24")
         except av.FFmpegError as e:
-            raise ValueError(f"{source}: decoding failed ({e})") from None
+            raise ValueError(f"{name}: decoding failed ({e})") from None
 
 
-def stream_source(clf: Classifier, source: str, topk: int = 5,
-                  on_frame: Optional[Callable[[FrameResult], None]] = None,
-                  on_window: Optional[Callable[[WindowResult], None]] = None,
-                  max_frames: Optional[int] = None) -> List[WindowResult]:
-    """Run ``clf`` frame by frame over ``source``; call ``on_frame`` after every model step and
-    ``on_window`` after every complete clip; return the windows' results."""
+def stream_frames(clf: Classifier, source: str, topk: int = 5,
+                  max_frames: Optional[int] = None) -> Iterator[Tuple[FrameResult, Optional[WindowResult]]]:
+    """Run ``clf`` frame by frame over ``source``, yielding every model step's result and, at a window's
+    last step, the complete clip's result (else None). Holds one frame and the model's state."""
     cfg = clf.cfg
     if cfg.data.dataset in EVENT_DATASETS:
         raise ValueError(f"{model_name(clf)} is an event model: event recordings are classified whole; use svformer predict")
@@ -92,7 +112,7 @@ def stream_source(clf: Classifier, source: str, topk: int = 5,
     picks = {o: t for t, o in enumerate(offsets)}
     transform = TestTransform(cfg.data.crop_size)
     stream = clf.streamer()
-    results, used = [], []
+    used = []
     for i, rgb in enumerate(read_frames(source)):
         if max_frames is not None and i >= max_frames:
             break
@@ -106,53 +126,112 @@ def stream_source(clf: Classifier, source: str, topk: int = 5,
         latency = 1e3 * (time.perf_counter() - start)
         used.append(i)
         (label, prob), = top_classes(logits[0], clf.names, 1)
-        if on_frame is not None:
-            on_frame(FrameResult(i, w, picks[offset], label, prob, latency))
+        done = None
         if picks[offset] == T - 1:
-            result = WindowResult(w, tuple(used), top_classes(logits[0], clf.names, topk))
-            results.append(result)
-            if on_window is not None:
-                on_window(result)
+            done = WindowResult(w, tuple(used), top_classes(logits[0], clf.names, topk))
             stream.reset()
             used = []
-    return results
+        yield FrameResult(i, w, picks[offset], label, prob, latency), done
+
+
+class JsonResults:
+    """``--json``: one JSON object {"model", "source", "frames": [...], "clips": [...]}, built on disk as
+    results come (two temporary files of one line per result) and put in place atomically by `close`,
+    so a run of any length holds none of it in memory."""
+
+    def __init__(self, path: str, header: dict):
+        self.path, self.header = path, header
+        self.parts = {key: f"{path}.{os.getpid()}.{key}.tmp" for key in ("frames", "clips")}
+        self.files = {key: open(p, "w") for key, p in self.parts.items()}
+
+    def add(self, key: str, record: dict) -> None:
+        self.files[key].write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as out:
+            out.write("{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in self.header.items()))
+            for key, part in self.parts.items():
+                self.files[key].close()
+                with open(part) as f:
+                    out.write(f', "{key}": [' + ",".join("\n " + line.rstrip("\n") for line in f) + "]")
+            out.write("}\n")
+        os.replace(tmp, self.path)
+        self.discard()
+
+    def discard(self) -> None:
+        for key, p in self.parts.items():
+            self.files[key].close()
+            if os.path.exists(p):
+                os.remove(p)
+
+
+@contextmanager
+def _stop_on_sigterm():
+    """SIGTERM (a service manager stopping a live stream) ends the stream like Ctrl-C."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_stream(model_path: str, source: str, every: int = 1, topk: int = 5, json_path: Optional[str] = None,
-               max_frames: Optional[int] = None, print_fn=print) -> List[WindowResult]:
+               max_frames: Optional[int] = None, print_fn=print) -> Optional[WindowResult]:
     """`svformer stream`: print a line every ``every`` model steps and one per complete clip, then the
-    latency summary and the last clip's top-k; ``json_path`` gets every frame's and clip's result."""
+    latency summary and the last clip's top-k; ``json_path`` gets every frame's and clip's result. Ctrl-C
+    or SIGTERM stops the stream at the current frame with the same report. Returns the last complete clip."""
     from .predict import load_classifier
 
     clf = load_classifier(model_path)
-    frames: List[FrameResult] = []
-
-    def on_frame(r: FrameResult) -> None:
-        frames.append(r)
-        if len(frames) % every == 0:
-            print_fn(f"frame {r.frame:6d}  step {r.step + 1:2d}/{clf.cfg.data.num_frames}  "
-                     f"{100 * r.prob:6.2f}%  {r.label:<24s} {r.latency_ms:7.1f} ms")
-
-    def on_window(r: WindowResult) -> None:
-        name, p = r.top[0]
-        print_fn(f"clip {r.window} (frames {r.frames[0]}-{r.frames[-1]}): {100 * p:.2f}%  {name}")
-
-    windows = stream_source(clf, source, topk, on_frame, on_window, max_frames)
-    if not frames:
+    latencies = array("d")
+    last: Optional[WindowResult] = None
+    results = JsonResults(json_path, {"model": model_path, "source": source}) if json_path else None
+    stopped = False
+    try:
+        with _stop_on_sigterm():
+            for r, clip in stream_frames(clf, source, topk, max_frames):
+                latencies.append(r.latency_ms)
+                if results is not None:
+                    results.add("frames", asdict(r))
+                if len(latencies) % every == 0:
+                    print_fn(f"frame {r.frame:6d}  step {r.step + 1:2d}/{clf.cfg.data.num_frames}  "
+                             f"{100 * r.prob:6.2f}%  {r.label:<24s} {r.latency_ms:7.1f} ms")
+                if clip is not None:
+                    last = clip
+                    if results is not None:
+                        results.add("clips", asdict(clip))
+                    name, p = clip.top[0]
+                    print_fn(f"clip {clip.window} (frames {clip.frames[0]}-{clip.frames[-1]}): {100 * p:.2f}%  {name}")
+    except KeyboardInterrupt:
+        stopped = True
+    except BaseException:
+        if results is not None:
+            results.discard()
+        raise
+    if not latencies:
+        if results is not None:
+            results.discard()
+        if stopped:
+            raise KeyboardInterrupt
         raise ValueError(f"{source}: no frames to classify")
-    lat = np.array([f.latency_ms for f in frames])
+    if stopped:
+        print_fn(f"stopped after {len(latencies)} model steps")
+    lat = np.frombuffer(latencies, dtype=np.float64)
     print_fn(f"latency per frame: median {np.median(lat):.1f} ms, 95th percentile {np.percentile(lat, 95):.1f} ms "
              f"over {len(lat)} frames")
-    if windows:
-        print_fn(f"last complete clip (frames {windows[-1].frames[0]}-{windows[-1].frames[-1]}):")
-        for name, p in windows[-1].top:
+    if last is not None:
+        print_fn(f"last complete clip (frames {last.frames[0]}-{last.frames[-1]}):")
+        for name, p in last.top:
             print_fn(f"{100 * p:6.2f}%  {name}")
     else:
         print_fn(f"no complete clip: the source ended within the first {clf.cfg.data.num_frames} steps")
-    if json_path:
-        tmp = f"{json_path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"model": model_path, "source": source, "frames": [asdict(r) for r in frames],
-                       "clips": [asdict(w) for w in windows]}, f, indent=1)
-        os.replace(tmp, json_path)
-    return windows
+    if results is not None:
+        results.close()
+    return last

@@ -1,0 +1,126 @@
+"""`svformer stream` on sources that are not files: a named pipe fed in real time by another process
+(FFmpeg's muxer, through PyAV) and stopped with Ctrl-C or SIGTERM, standard input, and an HTTP URL.
+Each gives the clips that the same frames in a file give."""
+import functools
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from svformer.cli import main  # noqa: E402
+from svformer.engine.predict import load_classifier  # noqa: E402
+from svformer.engine.stream import stream_frames  # noqa: E402
+
+from ..data.encode import numbered_frame  # noqa: E402
+
+SIZE = (48, 64)
+
+
+def write_video(target, frames: int, fmt: str, pace: float = 0.0, stop: threading.Event = None) -> None:
+    """Lossless frames 0.. ``frames``-1 (FFV1) into ``target`` (a path or pipe), ``pace`` seconds apart;
+    a reader that goes away ends the writing."""
+    import av
+
+    try:
+        with av.open(str(target), "w", format=fmt, options={"flush_packets": "1"}) as out:
+            s = out.add_stream("ffv1", rate=25)
+            s.width, s.height, s.pix_fmt = SIZE[1], SIZE[0], "yuv444p"
+            for n in range(frames):
+                if stop is not None and stop.wait(pace):
+                    break
+                out.mux(s.encode(av.VideoFrame.from_ndarray(numbered_frame(n, *SIZE), format="rgb24")))
+            out.mux(s.encode())
+    except (OSError, av.FFmpegError):
+        pass  # the reader stopped
+
+
+def file_clips(model, path, windows: int):
+    clf = load_classifier(str(model))
+    clips = [clip for _, clip in stream_frames(clf, str(path), topk=3) if clip is not None]
+    assert len(clips) >= windows
+    return clips[:windows]
+
+
+def assert_same_clips(got: list, want: list) -> None:
+    assert [tuple(c["frames"]) for c in got] == [c.frames for c in want]
+    for g, w in zip(got, want):
+        assert [name for name, _ in g["top"]] == [name for name, _ in w.top]
+        assert np.allclose([p for _, p in g["top"]], [p for _, p in w.top], atol=1e-6)
+
+
+def svformer(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "svformer", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_live_pipe_stops_on_signal_with_report_and_json(trained_run, tmp_path, sig):
+    _, _, _, step, _ = trained_run
+    fifo, out_json = tmp_path / "camera", tmp_path / "live.json"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+    writer = threading.Thread(target=write_video, args=(fifo, 2000, "nut", 0.04, stop))  # 80 s of "camera"
+    writer.start()
+    proc = svformer("stream", step, fifo, "--json", out_json, "--topk", "3")
+    try:
+        lines = []
+        for line in proc.stdout:  # the window is 8 frames (T=4, sampling rate 2): stop within the third
+            lines.append(line)
+            if line.startswith("clip 1 "):
+                break
+        proc.send_signal(sig)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        proc.kill()
+        writer.join()
+    printed = "".join(lines) + rest
+    assert proc.returncode == 0, err
+    assert "stopped after" in printed and "latency per frame: median" in printed, printed
+    data = json.loads(out_json.read_text())
+    assert data["source"] == str(fifo) and len(data["frames"]) >= 8 and len(data["clips"]) >= 2
+    assert [f["step"] for f in data["frames"][:8]] == [0, 1, 2, 3] * 2
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # the parts are cleaned up
+
+    video = tmp_path / "same.mkv"
+    write_video(video, 16, "matroska")
+    assert_same_clips(data["clips"][:2], file_clips(step, video, 2))
+
+
+def test_standard_input_and_http_url(trained_run, tmp_path, capsys):
+    _, ckpt, _, step, _ = trained_run
+    video = tmp_path / "clip.nut"
+    write_video(video, 24, "nut")
+    want = file_clips(ckpt, video, 3)
+
+    with open(video, "rb") as f:  # a pipe: not seekable, like a capture tool's output
+        proc = svformer("stream", ckpt, "-", "--json", tmp_path / "stdin.json", "--topk", "3", stdin=f)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    data = json.loads((tmp_path / "stdin.json").read_text())
+    assert data["source"] == "-" and len(data["frames"]) == 12
+    assert_same_clips(data["clips"], want)
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.nut"
+        assert main(["stream", str(step), url, "--json", str(tmp_path / "url.json"), "--topk", "3"]) == 0
+        assert_same_clips(json.loads((tmp_path / "url.json").read_text())["clips"], want)
+        capsys.readouterr()
+        with pytest.raises(SystemExit, match=r"^svformer stream: http://127\.0\.0\.1:\d+/missing\.nut: cannot be opened "
+                                             r"as video \(.*\)$"):
+            main(["stream", str(step), url.replace("clip", "missing")])
+    finally:
+        server.shutdown()
+        server.server_close()
