@@ -74,7 +74,12 @@ def test_compiled_float64_equals_autograd(kind):
         torch.testing.assert_close(gk * k * (1 - k), wanted[1], rtol=1e-10, atol=1e-10)
 
 
-def test_thread_count_changes_no_bit():
+@pytest.mark.parametrize("pool", [False, True], ids=["openmp", "thread-pool"])
+def test_thread_count_changes_no_bit(pool, monkeypatch):
+    """1 or 2 threads, on OpenMP's threads (where built with it) or on a pool of our own (as in a forked
+    child, or without OpenMP): the same bits."""
+    if pool:
+        monkeypatch.setattr(compiled, "_forked", True)
     node = _layer("plif")
     x, grad_s, grad_v = _inputs(seed=2)
     k = _k(node, x.dtype)
@@ -83,12 +88,27 @@ def test_thread_count_changes_no_bit():
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            results.append(compiled.backward(node.dynamics, node.surrogate, x, torch.zeros(SHAPE[1:]), k,
-                                             grad_s, grad_v, True))
+            results.append(compiled.forward(node.dynamics, x, torch.zeros(SHAPE[1:]), k)[:2]
+                           + compiled.backward(node.dynamics, node.surrogate, x, torch.zeros(SHAPE[1:]), k,
+                                               grad_s, grad_v, True))
     finally:
         torch.set_num_threads(threads)
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+def test_built_with_openmp_where_the_compiler_has_it():
+    """GCC has OpenMP: the loops then share PyTorch's threads (a test that would otherwise pass on the
+    thread-pool fallback unnoticed)."""
+    import subprocess
+
+    try:
+        version = subprocess.run([*compiled._compiler(), "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        pytest.skip("no C compiler")
+    if "Free Software Foundation" not in version:
+        pytest.skip("the compiler is not GCC")
+    assert compiled._library(torch.float32).openmp
 
 
 def test_kernel_uses_compiled_loops_where_they_apply():

@@ -9,9 +9,12 @@ was a per-step BatchNorm's whole output (`recipes.NormRecipe`), the backward mak
 BN's input in the same block loop, so that output never exists as a tensor in the backward.
 
 The C file is built on first use with the system's C compiler (``$CC``, else ``cc``) into a cache folder
-(``$SVFORMER_CACHE``, else ``~/.cache/svformer``), once per source and compiler; the threads are
-PyTorch's thread count, each calling the library on its share of the blocks. Without a compiler,
-`available()` is False (with one warning) and the neuron kernel uses the chunked loops.
+(``$SVFORMER_CACHE``, else ``~/.cache/svformer``), once per source and compiler; without a compiler,
+`available()` is False (with one warning) and the neuron kernel uses the chunked loops. The threads are
+PyTorch's thread count. Built with OpenMP (where the compiler has it), a call runs on the OpenMP runtime
+PyTorch loaded, whose threads then stay busy between PyTorch's ops and ours; else each thread of a
+pool of our own calls the library on its share of the blocks. A forked child uses the pool: GNU OpenMP
+cannot start threads in a child of a process that used them.
 
 Covered: the neurons SVFormer uses (`supports`): IF, LIF and PLIF with decayed input, hard reset to 0,
 detached reset, the ATan surrogate, float32 or float64. The arithmetic is `chunked`'s, operation for
@@ -54,26 +57,27 @@ _libraries: dict = {}
 _lock = threading.Lock()
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_workers = 0
+_forked = False
 
 
-def _forget_pool() -> None:
+def _after_fork() -> None:
     """A forked child has none of its parent's threads: it starts a pool of its own when it needs one."""
-    global _pool, _pool_workers
-    _pool, _pool_workers = None, 0
+    global _pool, _pool_workers, _forked
+    _pool, _pool_workers, _forked = None, 0, True
 
 
-os.register_at_fork(after_in_child=_forget_pool)
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _compiler() -> list:
     return shlex.split(os.environ.get("CC") or "cc")
 
 
-def _build(real: str) -> Path:
-    """The shared library for ``real`` (float or double), built once per source, compiler and type."""
+def _build(real: str, openmp: bool) -> Path:
+    """The shared library for ``real`` (float or double), built once per source, compiler, type and OpenMP."""
     source = SOURCE.read_bytes()
     compiler = _compiler()
-    flags = ["-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", f"-DREAL={real}"]
+    flags = ["-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", f"-DREAL={real}"] + ["-fopenmp"] * openmp
     key = hashlib.sha256(source + repr((compiler, flags, sys.platform)).encode()).hexdigest()[:16]
     folder = Path(os.environ.get("SVFORMER_CACHE") or Path.home() / ".cache" / "svformer")
     target = folder / f"neuron_loops_{real}_{key}.so"
@@ -90,13 +94,21 @@ def _build(real: str) -> Path:
     return target
 
 
+def _load(real: str):
+    """The library built with OpenMP where that builds and loads, else without."""
+    try:
+        return ctypes.CDLL(str(_build(real, openmp=True)))
+    except (OSError, subprocess.SubprocessError):
+        return ctypes.CDLL(str(_build(real, openmp=False)))
+
+
 def _library(dtype: torch.dtype):
     """The loaded library for ``dtype``, or None where it cannot be built (warned once)."""
     with _lock:
         if dtype not in _libraries:
             real, ctype = _REALS[dtype]
             try:
-                lib = ctypes.CDLL(str(_build(real)))
+                lib = _load(real)
             except (OSError, subprocess.SubprocessError) as e:
                 detail = getattr(e, "stderr", b"") or str(e).encode()
                 last = (detail.decode(errors="replace").strip().splitlines() or [""])[-1]
@@ -106,11 +118,12 @@ def _library(dtype: torch.dtype):
                               stacklevel=3)
                 lib = None
             else:
-                p, i64 = ctypes.c_void_p, ctypes.c_int64
-                lib.neuron_forward.argtypes = [p, p, p, i64, i64, i64, i64, ctype, ctype, ctypes.c_int]
-                lib.neuron_backward.argtypes = [p, p, p, p, p, p, p, p, p, i64, i64, i64, i64, ctype, ctype,
-                                                ctypes.c_int, ctype, ctype, ctype, ctype, p, p, i64, i64]
+                p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+                lib.neuron_forward.argtypes = [p, p, p, i64, i64, i64, i64, ctype, ctype, i32, i32]
+                lib.neuron_backward.argtypes = [p, p, p, p, p, p, i64, p, p, p, i64, i64, i64, i64, ctype, ctype,
+                                                i32, ctype, ctype, ctype, ctype, p, p, i64, i64, i32, i32]
                 lib.neuron_forward.restype = lib.neuron_backward.restype = None
+                lib.openmp = bool(lib.neuron_openmp())
             _libraries[dtype] = lib
         return _libraries[dtype]
 
@@ -142,20 +155,21 @@ def _workers(n: int) -> int:
     return max(1, min(torch.get_num_threads(), (n + BLOCK - 1) // BLOCK))
 
 
-def _in_parallel(call: Callable, n: int) -> None:
-    """``call(w, lo, hi)`` for w < `_workers` (n), each on a run of whole blocks of [0, n)."""
+def _in_parallel(lib, call: Callable, n: int) -> None:
+    """``call(worker, lo, hi, threads)`` over the positions [0, n) with `_workers` (n) threads: one call
+    on OpenMP's threads, or one call per worker (threads = 1) on a run of whole blocks from our pool."""
     global _pool, _pool_workers
-    blocks = (n + BLOCK - 1) // BLOCK
     workers = _workers(n)
-    bounds = [min(n, blocks * w // workers * BLOCK) for w in range(workers + 1)]
-    if workers == 1:
-        call(0, 0, n)
+    if workers == 1 or (lib.openmp and not _forked):
+        call(0, 0, n, workers)
         return
+    blocks = (n + BLOCK - 1) // BLOCK
+    bounds = [min(n, blocks * w // workers * BLOCK) for w in range(workers + 1)]
     with _lock:
         if _pool_workers < workers:
             _pool, _pool_workers = ThreadPoolExecutor(workers, thread_name_prefix="svformer-neuron"), workers
         pool = _pool
-    for f in [pool.submit(call, w, bounds[w], bounds[w + 1]) for w in range(workers)]:
+    for f in [pool.submit(call, w, bounds[w], bounds[w + 1], 1) for w in range(workers)]:
         f.result()
 
 
@@ -172,8 +186,8 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
     lib, (T, n) = _library(x_seq.dtype), flat(x_seq).shape
     c, _, _ = _constants(dyn, k)
     x, v, s = flat(x_seq).data_ptr(), v_last.data_ptr(), spike_seq.data_ptr()
-    _in_parallel(lambda w, lo, hi: lib.neuron_forward(x, v, s, T, n, lo, hi, c, dyn.v_threshold,
-                                                      _MODES[dyn.kind]), n)
+    _in_parallel(lib, lambda w, lo, hi, threads: lib.neuron_forward(x, v, s, T, n, lo, hi, c, dyn.v_threshold,
+                                                                    _MODES[dyn.kind], threads), n)
     return spike_seq, v_last, None
 
 
@@ -191,7 +205,8 @@ def backward(dyn: Dynamics, surrogate: ATan, x_seq: torch.Tensor, v0: torch.Tens
     v0 = like(v0, x_seq[0])
     grad_spike = like(grad_spike, x_seq)
     partial = np.zeros((n + BLOCK - 1) // BLOCK, np.float64)
-    scratch = torch.empty(_workers(n), (2 * T + 4) * BLOCK, dtype=x_seq.dtype)  # per thread
+    scratch = torch.empty(_workers(n), 2 * T * BLOCK, dtype=x_seq.dtype)  # per thread: H and X - V per step
+    state = torch.empty(_workers(n), 4 * BLOCK, dtype=x_seq.dtype)
     channel = torch.empty(_workers(n), BLOCK, dtype=torch.int64)
     c, dh_dv, dh_dx = _constants(dyn, k)
     slope = math.pi / 2 * surrogate.alpha  # g'(u) = (alpha / 2) / (1 + (slope u)^2), as `chunked.grad_into`
@@ -201,14 +216,12 @@ def backward(dyn: Dynamics, surrogate: ATan, x_seq: torch.Tensor, v0: torch.Tens
     if norm is not None:  # the channel of a step's i-th element in memory: (i / stride) % C
         scale, shift, dim = norm
         affine = (scale.data_ptr(), shift.data_ptr(), x_seq.shape[dim], x_seq.stride(dim))
-    size = scratch.element_size()
+    work = (scratch.data_ptr(), 2 * T * BLOCK, state.data_ptr(), channel.data_ptr(), partial.ctypes.data)
 
-    def call(w, lo, hi):
-        work = scratch[w].data_ptr()
-        lib.neuron_backward(*ptrs, work, work + 2 * T * BLOCK * size, channel[w].data_ptr(), partial.ctypes.data,
-                            T, n, lo, hi, c, dyn.v_threshold, _MODES[dyn.kind], slope * slope, surrogate.alpha / 2,
-                            dh_dv, dh_dx, *affine)
+    def call(w, lo, hi, threads):
+        lib.neuron_backward(*ptrs, *work, T, n, lo, hi, c, dyn.v_threshold, _MODES[dyn.kind], slope * slope,
+                            surrogate.alpha / 2, dh_dv, dh_dx, *affine, w, threads)
 
-    _in_parallel(call, n)
+    _in_parallel(lib, call, n)
     grad_k = torch.tensor(partial.sum(), dtype=k.dtype).reshape(k.shape) if need_k else None
     return grad_x_seq, grad_v0, grad_k

@@ -1,6 +1,12 @@
 /* SVFormer's neuron loops in C: see compiled.py, which builds this file (REAL = float or double) and
  * calls it on blocks of positions.
  *
+ * Threads: built with OpenMP, a call with threads > 1 shares its blocks among that many threads of the
+ * OpenMP runtime PyTorch already loaded (the same libgomp.so.1), so the threads that run PyTorch's ops run
+ * these loops too, instead of spinning beside threads of our own; worker w uses the w-th per-thread
+ * scratch. Without OpenMP (or with threads = 1) a call runs its range on the calling thread as worker
+ * `worker`, and compiled.py runs several calls at once from a thread pool.
+ *
  * Built with -ffp-contract=off: every operation rounds as PyTorch's element-wise ops do, so the spikes
  * and potentials are the same bits as the eager loops'. Tensors are (T, n) and dense; a call works on
  * the positions [lo, hi) in blocks of BLOCK, whose time loop stays in L1/L2.
@@ -9,6 +15,9 @@
  * Fire S = H >= v_th; reset V = H where not fired, else 0 (hard reset to 0).
  */
 #include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifndef REAL
 #define REAL float
@@ -28,9 +37,9 @@ static inline REAL charge(int mode, REAL v, REAL x, REAL c) {
     return v + x;
 }
 
-/* Forward: v (n) holds V[-1] on entry and V[T-1] on exit; s receives the spikes. */
-CLONES void neuron_forward(const REAL *x, REAL *v, REAL *s, int64_t steps, int64_t n, int64_t lo, int64_t hi,
-                           REAL c, REAL vth, int mode) {
+/* Forward of the positions [lo, hi): v (n) holds V[-1] on entry and V[T-1] on exit; s receives the spikes. */
+CLONES void forward_range(const REAL *x, REAL *v, REAL *s, int64_t steps, int64_t n, int64_t lo, int64_t hi,
+                          REAL c, REAL vth, int mode) {
     for (int64_t b = lo; b < hi; b += BLOCK) {
         int64_t m = hi - b < BLOCK ? hi - b : BLOCK;
         REAL *vb = v + b;
@@ -58,10 +67,10 @@ CLONES void neuron_forward(const REAL *x, REAL *v, REAL *s, int64_t steps, int64
  * With scale != NULL the input is a per-step BatchNorm's output made again from the BN's input x:
  * X[t] = x[t] * scale[t, ch] + shift[t, ch], a multiply and an add each rounded once (as the BN kernel
  * wrote it), with ch = (i / inner) % channels for position i of a step. */
-CLONES void neuron_backward(const REAL *x, const REAL *v0, const REAL *gs, REAL *gx, REAL *gv, REAL *scratch,
-                            REAL *state, int64_t *channel, double *partial, int64_t steps, int64_t n, int64_t lo,
-                            int64_t hi, REAL c, REAL vth, int mode, REAL slope2, REAL half_alpha, REAL dh_dv,
-                            REAL dh_dx, const REAL *scale, const REAL *shift, int64_t channels, int64_t inner) {
+CLONES void backward_range(const REAL *x, const REAL *v0, const REAL *gs, REAL *gx, REAL *gv, REAL *scratch,
+                           REAL *state, int64_t *channel, double *partial, int64_t steps, int64_t n, int64_t lo,
+                           int64_t hi, REAL c, REAL vth, int mode, REAL slope2, REAL half_alpha, REAL dh_dv,
+                           REAL dh_dx, const REAL *scale, const REAL *shift, int64_t channels, int64_t inner) {
     REAL *v = state, *g_v = state + BLOCK, *acc = state + 2 * BLOCK, *made = state + 3 * BLOCK;
     for (int64_t b = lo; b < hi; b += BLOCK) {
         int64_t m = hi - b < BLOCK ? hi - b : BLOCK;
@@ -114,4 +123,62 @@ CLONES void neuron_backward(const REAL *x, const REAL *v0, const REAL *gs, REAL 
         partial[b / BLOCK] = total;
         for (int64_t i = 0; i < m; i++) gv[b + i] = g_v[i];
     }
+}
+
+/* Worker w of `workers` takes the w-th run of whole blocks of [lo, hi) (as compiled.py splits them). */
+static void share(int64_t lo, int64_t hi, int w, int workers, int64_t *a, int64_t *b) {
+    int64_t blocks = (hi - lo + BLOCK - 1) / BLOCK;
+    *a = lo + blocks * w / workers * BLOCK;
+    *b = lo + blocks * (w + 1) / workers * BLOCK;
+    if (*a > hi) *a = hi;
+    if (*b > hi) *b = hi;
+}
+
+int neuron_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+void neuron_forward(const REAL *x, REAL *v, REAL *s, int64_t steps, int64_t n, int64_t lo, int64_t hi, REAL c,
+                    REAL vth, int mode, int threads) {
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            int64_t a, b;
+            share(lo, hi, omp_get_thread_num(), omp_get_num_threads(), &a, &b);
+            forward_range(x, v, s, steps, n, a, b, c, vth, mode);
+        }
+        return;
+    }
+#endif
+    forward_range(x, v, s, steps, n, lo, hi, c, vth, mode);
+}
+
+/* scratch and state: `scratch_size` and 4 x BLOCK values per worker; channel: BLOCK per worker. */
+void neuron_backward(const REAL *x, const REAL *v0, const REAL *gs, REAL *gx, REAL *gv, REAL *scratch,
+                     int64_t scratch_size, REAL *state, int64_t *channel, double *partial, int64_t steps,
+                     int64_t n, int64_t lo, int64_t hi, REAL c, REAL vth, int mode, REAL slope2, REAL half_alpha,
+                     REAL dh_dv, REAL dh_dx, const REAL *scale, const REAL *shift, int64_t channels,
+                     int64_t inner, int worker, int threads) {
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            int w = omp_get_thread_num();
+            int64_t a, b;
+            share(lo, hi, w, omp_get_num_threads(), &a, &b);
+            backward_range(x, v0, gs, gx, gv, scratch + w * scratch_size, state + w * 4 * BLOCK,
+                           channel + w * BLOCK, partial, steps, n, a, b, c, vth, mode, slope2, half_alpha, dh_dv,
+                           dh_dx, scale, shift, channels, inner);
+        }
+        return;
+    }
+#endif
+    backward_range(x, v0, gs, gx, gv, scratch + worker * scratch_size, state + worker * 4 * BLOCK,
+                   channel + worker * BLOCK, partial, steps, n, lo, hi, c, vth, mode, slope2, half_alpha, dh_dv,
+                   dh_dx, scale, shift, channels, inner);
 }
