@@ -6,8 +6,10 @@ SVFormer grow in proportion to the clips in the batch and to the positions of ev
 (T x H x W: every stage's map is the input size divided by 4, 8, 16 and 32). So the planner:
 
 1. runs real training steps (forward, backward, AdamW, twice) of the configured model at a probe
-   resolution and two batch sizes, each in its own process, and reads that process's peak resident
-   memory (VmHWM): ``peak = fixed + per_clip x batch``;
+   resolution and three batch sizes, each in its own process, reads that process's peak resident
+   memory (VmHWM) and fits ``peak = fixed + per_clip x batch`` by least squares (a process peak is
+   not quite linear in the batch, as the allocator reuses more of its kept memory in a larger step:
+   three points spanning more clips steady the slope that step 2 multiplies);
 2. scales ``per_clip`` by the ratio of positions between the target and the probe resolution, and
    swaps the probe's weights, gradients and optimizer state for the target's (the Conv3d head's kernel
    grows with the input size);
@@ -109,7 +111,7 @@ def run_probe(name: str, kwargs: dict, batch: int, size: int, checkpointing: str
 
 
 def plan(name: str, kwargs: dict, device: str = "cuda", modes: Sequence[str] = MODES, amp: bool = False,
-         probe_size: Optional[int] = None, probe_batches: Sequence[int] = (2, 4), allocator: str = "tuned",
+         probe_size: Optional[int] = None, probe_batches: Sequence[int] = (2, 4, 6), allocator: str = "tuned",
          progress=None, sync_bn: bool = False) -> List[MemoryPlan]:
     """Predict the training peak per device of ``create_model(name, **kwargs)`` (``kwargs`` with
     ``num_frames`` and ``img_size``) for each checkpointing setting in ``modes``.
@@ -137,14 +139,23 @@ def plan(name: str, kwargs: dict, device: str = "cuda", modes: Sequence[str] = M
             if progress:
                 progress(f"probe: {mode} checkpointing, {batch} clips of {probe_size}x{probe_size}")
             probes.append(run_probe(name, kwargs, batch, probe_size, mode, device, amp, allocator))
-        (b0, p0), (b1, p1) = [(p.batch, p.peak_mb) for p in probes[:2]]
-        per_clip = max(p1 - p0, 0.0) / (b1 - b0)
+        per_clip, at_zero = _fit([p.batch for p in probes], [p.peak_mb for p in probes])
         if device == "cpu":
-            fixed = p0 - per_clip * b0 - probes[0].weights_mb + target_state
+            fixed = at_zero - probes[0].weights_mb + target_state
         else:
             fixed = target_state + CUDA_CONTEXT_MB
         plans.append(MemoryPlan(mode, device, fixed, per_clip * scale, min_batch, probes))
     return plans
+
+
+def _fit(batches: Sequence[int], peaks: Sequence[float]):
+    """Least-squares ``peak = at_zero + slope x batch`` (slope at least 0): ``(slope, at_zero)``."""
+    mean_b, mean_p = sum(batches) / len(batches), sum(peaks) / len(peaks)
+    spread = sum((b - mean_b) ** 2 for b in batches)
+    if spread == 0:
+        raise ValueError(f"the probes need at least two different batch sizes, got {list(batches)}")
+    slope = max(sum((b - mean_b) * (p - mean_p) for b, p in zip(batches, peaks)) / spread, 0.0)
+    return slope, mean_p - slope * mean_b
 
 
 def plan_table(plans: List[MemoryPlan], device_gb: Sequence[float]) -> Dict[str, Dict[str, int]]:
