@@ -38,6 +38,21 @@ def test_a_block_is_reused_only_when_nothing_references_it(small_pool):
     assert small_pool.empty_like(torch.randn(8, N)).data_ptr() not in (ptr, b.data_ptr())  # other size
 
 
+def test_a_request_takes_its_size_else_the_smallest_free_block_up_to_the_slack(small_pool):
+    exact, larger, largest = (small_pool.empty_like(torch.randn(n, N)) for n in (2, 3, 4 * pool.MAX_SLACK))
+    ptrs = [t.data_ptr() for t in (exact, larger, largest)]
+    del exact, larger, largest
+    assert small_pool.empty_like(torch.randn(2, N)).data_ptr() == ptrs[0]  # its own size first
+    a = small_pool.empty_like(torch.randn(1, N))
+    assert a.data_ptr() == ptrs[0] and a.shape == (1, N)  # the smallest that is large enough
+    b = small_pool.empty_like(torch.randn(1, N))
+    assert b.data_ptr() == ptrs[1]  # 3x: within the slack
+    b.fill_(1)
+    c = small_pool.empty_like(torch.randn(1, N))
+    assert c.data_ptr() not in ptrs  # 16x: too large for it, so a new block
+    assert small_pool.stats().blocks == 4
+
+
 def test_a_block_saved_by_autograd_is_not_reused_until_the_graph_is_gone(small_pool):
     w = torch.randn(4, N, requires_grad=True)
     a = small_pool.empty_like(w).copy_(torch.rand(4, N))
