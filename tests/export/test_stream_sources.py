@@ -124,3 +124,17 @@ def test_standard_input_and_http_url(trained_run, tmp_path, capsys):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_standard_input_that_is_a_terminal_is_a_one_line_error(trained_run):
+    _, _, _, step, _ = trained_run
+    primary, secondary = os.openpty()  # a terminal: nothing was piped in
+    try:
+        proc = svformer("stream", step, "-", stdin=secondary)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode != 0
+    assert err.strip() == ("svformer stream: standard input is a terminal: pipe a video into it "
+                           "(e.g. ffmpeg ... -f nut - | svformer stream MODEL -)")

@@ -73,6 +73,9 @@ def read_frames(source: str) -> Iterator[np.ndarray]:
     import av
 
     name = "standard input" if source == "-" else source
+    if source == "-" and sys.stdin.isatty():
+        raise ValueError("standard input is a terminal: pipe a video into it (e.g. ffmpeg ... -f nut - | svformer "
+                         "stream MODEL -)")
     if source != "-" and not _is_url(source):
         if os.path.isdir(source):
             raise ValueError(f"{source} is a folder; give a video file, a camera device, a URL or - (standard input)")
