@@ -109,6 +109,11 @@ def test_built_with_openmp_where_the_compiler_has_it():
     if "Free Software Foundation" not in version:
         pytest.skip("the compiler is not GCC")
     assert compiled._library(torch.float32).openmp
+    # One OpenMP runtime in the process: the loops run on the threads PyTorch's ops use (a second
+    # runtime's threads would spin beside them, which is what running on OpenMP is meant to avoid).
+    with open("/proc/self/maps") as f:
+        runtimes = {line.split()[-1] for line in f if "libgomp" in line}
+    assert len(runtimes) == 1, runtimes
 
 
 def test_kernel_uses_compiled_loops_where_they_apply():
