@@ -8,9 +8,10 @@ gives the clip's logits: on a video of exactly one window they equal `predict`'s
 
 Frames are read in order and never sought, so any source FFmpeg reads works: a file, a V4L2 camera
 (``/dev/video0``), a network stream (``rtsp://``, ``http://``, ``udp://``, ...), a named pipe, or standard
-input (``-``). Memory stays flat however long the source runs: `run_stream` keeps one float per model step
-(its latency, for the summary) and writes ``--json`` results to disk as they come. A live source ends with Ctrl-C (or SIGTERM),
-which stops at the current frame and reports and writes everything up to it.
+input (``-``). Memory stays flat however long the source runs: `run_stream` keeps one float per model
+step (its latency, for the summary) and writes ``--json`` results to disk as they come. A live source
+ends with Ctrl-C (or SIGTERM), which stops at the current frame and reports and writes everything up to
+it.
 """
 from __future__ import annotations
 
