@@ -6,6 +6,8 @@ B-frames rather than all keyframes.
 """
 from __future__ import annotations
 
+import threading
+import time
 from fractions import Fraction
 from typing import Optional, Sequence
 
@@ -38,16 +40,19 @@ def frame_number(frame: np.ndarray) -> int:
 def encode(path, codec: str = "mpeg4", num_frames: int = 60, size=(48, 64), rate: int = 25,
            b_frames: Optional[int] = None, gop: int = 12, pix_fmt: str = "yuv420p",
            pts: Optional[Sequence[int]] = None, time_base: Optional[Fraction] = None,
-           audio_first: bool = False, container_format: Optional[str] = None, options: Optional[dict] = None):
+           audio_first: bool = False, container_format: Optional[str] = None, options: Optional[dict] = None,
+           container_options: Optional[dict] = None, pace: float = 0.0, stop: Optional[threading.Event] = None):
     """Encode numbered frames 0..num_frames-1 to ``path``.
 
     ``pts``/``time_base``: explicit presentation timestamps (variable frame rate, a non-zero start).
     ``audio_first``: add an AAC stream before the video stream, with audio interleaved.
+    ``pace``: seconds before each frame, as a live source delivers them (e.g. into a named pipe);
+    ``stop``: an event that ends the writing early.
     """
     import av
 
     height, width = size
-    with av.open(str(path), "w", format=container_format) as out:
+    with av.open(str(path), "w", format=container_format, options=container_options or {}) as out:
         audio = out.add_stream("aac", rate=16000) if audio_first else None
         video = out.add_stream(codec, rate=rate)
         video.height, video.width, video.pix_fmt = height, width, pix_fmt
@@ -69,6 +74,11 @@ def encode(path, codec: str = "mpeg4", num_frames: int = 60, size=(48, 64), rate
             video.codec_context.time_base = time_base
         samples = 16000 // rate
         for i in range(num_frames):
+            if stop is not None:
+                if stop.wait(pace):
+                    break
+            elif pace:
+                time.sleep(pace)
             frame = av.VideoFrame.from_ndarray(numbered_frame(i, height, width), format="rgb24")
             if pix_fmt != "yuv420p":
                 frame = frame.reformat(format=pix_fmt)

@@ -19,27 +19,24 @@ from svformer.cli import main  # noqa: E402
 from svformer.engine.predict import load_classifier  # noqa: E402
 from svformer.engine.stream import stream_frames  # noqa: E402
 
-from ..data.encode import numbered_frame  # noqa: E402
-
-SIZE = (48, 64)
+from ..data.encode import encode  # noqa: E402
 
 
-def write_video(target, frames: int, fmt: str, pace: float = 0.0, stop: threading.Event = None) -> None:
-    """Lossless frames 0.. ``frames``-1 (FFV1) into ``target`` (a path or pipe), ``pace`` seconds apart;
-    a reader that goes away ends the writing."""
+def write_live(target, frames: int, stop: threading.Event) -> None:
+    """Lossless frames 0..``frames``-1 (FFV1 in NUT) into ``target`` at 25 fps, as a camera would; a
+    reader that goes away ends the writing."""
     import av
 
     try:
-        with av.open(str(target), "w", format=fmt, options={"flush_packets": "1"}) as out:
-            s = out.add_stream("ffv1", rate=25)
-            s.width, s.height, s.pix_fmt = SIZE[1], SIZE[0], "yuv444p"
-            for n in range(frames):
-                if stop is not None and stop.wait(pace):
-                    break
-                out.mux(s.encode(av.VideoFrame.from_ndarray(numbered_frame(n, *SIZE), format="rgb24")))
-            out.mux(s.encode())
+        encode(target, "ffv1", frames, pix_fmt="yuv444p", container_format="nut",
+               container_options={"flush_packets": "1"}, pace=0.04, stop=stop)
     except (OSError, av.FFmpegError):
         pass  # the reader stopped
+
+
+def write_file(path, frames: int, fmt: str) -> None:
+    """The same frames, in a file."""
+    encode(path, "ffv1", frames, pix_fmt="yuv444p", container_format=fmt)
 
 
 def file_clips(model, path, windows: int):
@@ -67,7 +64,7 @@ def test_live_pipe_stops_on_signal_with_report_and_json(trained_run, tmp_path, s
     fifo, out_json = tmp_path / "camera", tmp_path / "live.json"
     os.mkfifo(fifo)
     stop = threading.Event()
-    writer = threading.Thread(target=write_video, args=(fifo, 2000, "nut", 0.04, stop))  # 80 s of "camera"
+    writer = threading.Thread(target=write_live, args=(fifo, 2000, stop))  # 80 s of "camera"
     writer.start()
     proc = svformer("stream", step, fifo, "--json", out_json, "--topk", "3")
     try:
@@ -91,14 +88,14 @@ def test_live_pipe_stops_on_signal_with_report_and_json(trained_run, tmp_path, s
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # the parts are cleaned up
 
     video = tmp_path / "same.mkv"
-    write_video(video, 16, "matroska")
+    write_file(video, 16, "matroska")
     assert_same_clips(data["clips"][:2], file_clips(step, video, 2))
 
 
 def test_standard_input_and_http_url(trained_run, tmp_path, capsys):
     _, ckpt, _, step, _ = trained_run
     video = tmp_path / "clip.nut"
-    write_video(video, 24, "nut")
+    write_file(video, 24, "nut")
     want = file_clips(ckpt, video, 3)
 
     with open(video, "rb") as f:  # a pipe: not seekable, like a capture tool's output
