@@ -47,12 +47,15 @@ class _SpikeLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         packed, weight = ctx.saved_tensors
-        x = _unpack(packed, ctx.dtype, ctx.alloc)  # first, as autograd unpacks saved tensors before a backward
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_x = grad.matmul(weight) if need_x else None
         grad_2d = grad.reshape(-1, grad.shape[-1])
-        grad_w = grad_2d.t().mm(x.reshape(-1, x.shape[-1])) if need_w else None
+        grad_w = None
+        if need_w:  # the restored input lives only for this product, not beside grad_x (`_SpikeConv`)
+            x = _unpack(packed, ctx.dtype, ctx.alloc)
+            grad_w = grad_2d.t().mm(x.reshape(-1, x.shape[-1]))
+            del x
         grad_b = grad_2d.sum(0) if need_b else None
+        grad_x = grad.matmul(weight) if need_x else None
         return grad_x, grad_w, grad_b, None
 
 
@@ -73,12 +76,20 @@ class _SpikeConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         packed, weight = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.args
-        x = _unpack(packed, ctx.dtype, ctx.alloc)
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
-        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad, x, weight, ctx.bias_sizes, list(stride), list(padding), list(dilation), False,
-            [0] * len(stride), groups, mask)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+
+        def backward(x, mask):
+            return torch.ops.aten.convolution_backward(
+                grad, x, weight, ctx.bias_sizes, list(ctx.args[0]), list(ctx.args[1]), list(ctx.args[2]), False,
+                [0] * len(ctx.args[0]), ctx.args[3], mask)
+
+        # Two calls instead of one, so that the restored input and grad_x, each as large as the input in
+        # floats, are never alive together (the largest pair of a training step's backward). The input
+        # gradient reads only the input's shape and layout: an untouched tensor of them occupies no memory.
+        _, grad_w, grad_b = backward(_unpack(packed, ctx.dtype, ctx.alloc), [False, need_w, need_b]) \
+            if need_w or need_b else (None, None, None)
+        grad_x = backward(torch.empty_strided(packed.shape, packed.stride(), dtype=ctx.dtype),
+                          [True, False, False])[0] if need_x else None
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
@@ -92,9 +103,13 @@ class _SpikeMatMul(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = (_unpack(t, ctx.dtype, ctx.alloc) if s else t for t, s in zip(ctx.saved_tensors, ctx.spikes))
-        grad_a = grad @ b.transpose(-2, -1) if ctx.needs_input_grad[0] else None
-        grad_b = a.transpose(-2, -1) @ grad if ctx.needs_input_grad[1] else None
+        (a, b), spikes = ctx.saved_tensors, ctx.spikes
+        grad_a = grad_b = None
+        # One restored operand at a time (`_SpikeConv`): each product reads only the other one.
+        if ctx.needs_input_grad[0]:
+            grad_a = grad @ (_unpack(b, ctx.dtype, ctx.alloc) if spikes[1] else b).transpose(-2, -1)
+        if ctx.needs_input_grad[1]:
+            grad_b = (_unpack(a, ctx.dtype, ctx.alloc) if spikes[0] else a).transpose(-2, -1) @ grad
         return grad_a, grad_b, None, None, None
 
 

@@ -196,9 +196,12 @@ class SpikingSelfAttention(nn.Module):
         T, B, N, C = x.shape
         qkv = _norm(self.norm1, self.qkv(self.in_lif(x)), t)  # (T, B, N, 3C), channels [q | k | v], each head-major
         qkv = qkv.reshape(T, B, N, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
-        q = self.q_lif(qkv[0])  # (T, B, h, N, d) spikes
-        k = self.k_lif(qkv[1])
-        v = self.v_lif(qkv[2])
+        # unbind, not three indexings: the backward stacks the three gradients into one tensor instead of
+        # making three full-size zero tensors and adding them.
+        q, k, v = qkv.unbind(0)
+        q = self.q_lif(q)  # (T, B, h, N, d) spikes
+        k = self.k_lif(k)
+        v = self.v_lif(v)
         context = self.kv_matmul(k.transpose(-2, -1), v)  # (T, B, h, d, d), integer counts
         out = self.q_matmul(q, context) * self.scale  # (T, B, h, N, d)
         out = out.transpose(2, 3).reshape(T, B, N, C)
