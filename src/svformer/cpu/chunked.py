@@ -75,7 +75,7 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
     Returns ``(spike_seq, v_last, h_seq)``; ``h_seq``, the pre-reset potentials, is None unless
     ``keep_h`` (diagnostics only: `backward` recomputes what it needs from the inputs).
     """
-    x_seq = time_major(x_seq)
+    x_seq = time_major(x_seq, alloc)
     T = x_seq.shape[0]
     x = flat(x_seq)
     n = x.shape[1]

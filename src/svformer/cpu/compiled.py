@@ -179,7 +179,7 @@ def forward(dyn: Dynamics, x_seq: torch.Tensor, v0: torch.Tensor, k: Optional[to
     `chunked.forward`, which alone keeps the potentials (``keep_h``)."""
     if keep_h:
         raise ValueError("the compiled loops keep no potentials: use chunked.forward for keep_h")
-    x_seq = time_major(x_seq)
+    x_seq = time_major(x_seq, alloc)
     spike_seq = alloc(x_seq)
     v_last = torch.empty_like(x_seq[0])
     v_last.copy_(like(v0, v_last))

@@ -37,9 +37,14 @@ def is_time_major(x: torch.Tensor) -> bool:
     return x.dim() >= 1 and is_dense(x) and (x.shape[0] == 1 or x.stride(0) == x[0].numel())
 
 
-def time_major(x: torch.Tensor) -> torch.Tensor:
-    """``x`` itself if `is_time_major`, else a contiguous copy."""
-    return x if is_time_major(x) else x.contiguous()
+def time_major(x: torch.Tensor, alloc=None) -> torch.Tensor:
+    """``x`` itself if `is_time_major`, else a contiguous copy, made by ``alloc(like)`` when given (an
+    ``empty_like``: it is handed a memoryless template whose ``empty_like`` is contiguous)."""
+    if is_time_major(x):
+        return x
+    if alloc is None:
+        return x.contiguous()
+    return alloc(torch.empty((), dtype=x.dtype, device=x.device).expand(x.shape)).copy_(x)
 
 
 def flat(x: torch.Tensor, steps: bool = True) -> torch.Tensor:

@@ -39,7 +39,7 @@ class FusedMultiStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v0, k, dyn: Dynamics, surrogate: Surrogate, alloc: Callable, keep_h: bool = False,
                 recipe: Optional[Found] = None, loops=chunked):
-        saved = time_major(x_seq)
+        saved = time_major(x_seq, alloc)  # the attention's q, k and v are views of one tensor: copies
         spike_seq, v, h_seq = loops.forward(dyn, saved, v0, k, alloc, keep_h=keep_h)
         if h_seq is None:
             h_seq = x_seq.new_empty(0)
