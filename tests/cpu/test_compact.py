@@ -117,3 +117,55 @@ def test_each_kernel_matches_autograd_and_steps_aside_without_a_graph(layer):
     with torch.no_grad():
         _, saved = _saved_storages(lambda: module(*inputs))
     assert saved == {}
+
+
+def _restored_alive_during_backward(layer, *inputs):
+    """Run ``layer`` (kernel: a CompactKernel whose alloc records the float tensors it restores) and its
+    backward; return [(op, restored tensors alive when it ran)] for the backward's dense products."""
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    restored = []
+
+    def alloc(like, dtype=None):
+        out = torch.empty_like(like, dtype=dtype)
+        if out.dtype != torch.uint8:
+            restored.append(weakref.ref(out))
+        return out
+
+    layer.kernel = CompactKernel(alloc)
+    calls = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in ("convolution_backward", "mm", "bmm", "matmul"):
+                mask = tuple(args[-1]) if name == "convolution_backward" else None
+                calls.append((name, mask, sum(r() is not None for r in restored)))
+            return func(*args, **(kwargs or {}))
+
+    out = layer(*inputs)
+    with Record():
+        out.square().sum().backward()
+    return calls
+
+
+def test_backward_restores_one_spike_operand_at_a_time():
+    """The restored float input (as large as the input) is gone before the input gradient, which is as
+    large again, is made: the two are never alive together."""
+    spikes = (torch.rand(3, 2, 8, 10, 10) > 0.5).float().requires_grad_()
+    conv = SeqConv2d(8, 6, 3, padding=1, spike_input=True)
+    calls = _restored_alive_during_backward(conv, spikes)
+    assert [c for c in calls if c[0] == "convolution_backward"] == [
+        ("convolution_backward", (False, True, True), 1), ("convolution_backward", (True, False, False), 0)]
+    assert spikes.grad is not None
+
+    tokens = (torch.rand(3, 2, 5, 8) > 0.5).float().requires_grad_()
+    calls = _restored_alive_during_backward(SpikeLinear(8, 4), tokens)
+    assert calls[0][2] == 1 and calls[-1][2] == 0  # weight gradient with the input, then the input gradient
+
+    a = (torch.rand(3, 2, 5, 8) > 0.5).float().requires_grad_()
+    b = (torch.rand(3, 2, 8, 4) > 0.5).float().requires_grad_()
+    calls = _restored_alive_during_backward(MatMul(spike_operands=(True, True)), a, b)
+    assert len(calls) >= 2 and max(alive for *_, alive in calls) == 1

@@ -55,3 +55,20 @@ def test_is_dense_under_compile_with_dynamic_shapes():
         x = torch.randn(n, 4, 6).permute(0, 2, 1)
         assert torch.equal(compiled(x), x * 2)
         assert torch.equal(compiled(x[:, ::2]), x[:, ::2])
+
+
+def test_time_major_copies_into_alloc():
+    """A non-time-major input (the attention's q, k, v are views of one tensor) is copied into memory
+    from ``alloc``, contiguous whatever the input's strides; a time-major one is returned as is."""
+    made = []
+
+    def alloc(like, dtype=None):
+        made.append(torch.empty_like(like, dtype=dtype))
+        return made[-1]
+
+    qkv = torch.randn(4, 2, 7, 3, 2, 5).permute(3, 0, 1, 4, 2, 5)
+    for part in qkv.unbind(0):
+        copy = time_major(part, alloc)
+        assert copy is made[-1] and copy.is_contiguous() and torch.equal(copy, part)
+    dense = torch.randn(4, 2, 3, 5, 5).contiguous(memory_format=torch.channels_last_3d)
+    assert time_major(dense, alloc) is dense and len(made) == 3
