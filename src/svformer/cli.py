@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("memory", help="predict the training peak per device and the largest batch that fits",
-                       description="Measures short training runs of the config's model at a small size and two "
+                       description="Measures short training runs of the config's model at a small size and three "
                                    "batch sizes on this CPU and predicts the peak per device at the config's "
                                    "size for each activation-checkpointing setting (no GPU needed).")
     p.add_argument("config", help="config name or YAML path")
