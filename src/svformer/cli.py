@@ -6,6 +6,7 @@
     svformer predict runs/ucf101/best.pt video.avi          (or an exported model.onnx)
     svformer export runs/ucf101/best.pt --out model.onnx [--kind stream]
     svformer stream step.onnx video.avi [--every 4] [--json frames.json]
+    svformer stream runs/ucf101/best.pt /dev/video0 --compile
     svformer list-models
     svformer info svformer_paper [--batch 1] [--set num_classes=51 ...]
     svformer memory ucf101 [--device-memory 24GB] [--devices 4]
@@ -323,7 +324,7 @@ def cmd_stream(args) -> int:
     from .engine.stream import run_stream
 
     run_stream(args.model, args.input, every=args.every, topk=args.topk, json_path=args.json,
-               max_frames=args.max_frames)
+               max_frames=args.max_frames, compile=args.compile)
     return 0
 
 
@@ -394,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=_positive_int, default=5, help="classes of each clip's final result (default 5)")
     p.add_argument("--json", metavar="OUT.json", help="write every frame's and clip's result")
     p.add_argument("--max-frames", type=_positive_int, help="stop after this many source frames (cameras)")
+    p.add_argument("--compile", action="store_true",
+                   help="checkpoints: run each frame through the step graph compiled by torch.compile (the fastest "
+                        "CPU runtime; needs a C++ compiler; compiling takes tens of seconds before the first frame)")
     p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("demo", help="train svformer_tiny on synthetic motion videos on the CPU and report",

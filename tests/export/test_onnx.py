@@ -158,10 +158,12 @@ def test_predict_and_stream_with_checkpoint_and_onnx(trained_run, capsys):
     assert main(["predict", str(clip), str(video), "--topk", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
 
-    for model in (ckpt, step):
-        out_json = tmp / f"stream_{model.stem}.json"
-        assert main(["stream", str(model), str(video), "--every", "2", "--topk", "3", "--json", str(out_json)]) == 0
+    for model, extra in ((ckpt, []), (step, []), (ckpt, ["--compile"])):  # eager, ONNX Runtime, compiled
+        out_json = tmp / f"stream_{model.stem}{len(extra)}.json"
+        assert main(["stream", str(model), str(video), "--every", "2", "--topk", "3", "--json", str(out_json),
+                     *extra]) == 0
         out = capsys.readouterr().out.strip().splitlines()
+        assert out[0].startswith("compiling the step model") == bool(extra)
         assert sum(line.startswith("frame") for line in out) == 2  # 4 steps, every 2nd printed
         assert any(line.startswith("clip 0 (frames 0-7)") for line in out)
         assert "latency per frame: median" in "\n".join(out)
@@ -180,6 +182,8 @@ def test_export_and_stream_errors(trained_run, tmp_path):
         main(["export", str(ckpt), "--format", "nir", "--out", str(tmp_path / "m.nir")])
     with pytest.raises(SystemExit, match=r"^svformer stream: .*clip.onnx is a whole-clip model"):
         main(["stream", str(clip), str(video)])
+    with pytest.raises(SystemExit, match=r"^svformer stream: .*step.onnx: compiling applies to checkpoints"):
+        main(["stream", str(step), str(video), "--compile"])
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     with pytest.raises(SystemExit, match=r"^svformer predict: .*junk.onnx: not a readable ONNX file"):

@@ -63,17 +63,30 @@ class Classifier:
     device: str = "cpu"
 
 
-def load_classifier(path: str, device: str = "cpu") -> Classifier:
-    """A checkpoint (``.pt``) or an exported ONNX file (``.onnx``) as a `Classifier`."""
+def load_classifier(path: str, device: str = "cpu", compile: bool = False) -> Classifier:
+    """A checkpoint (``.pt``) or an exported ONNX file (``.onnx``) as a `Classifier`. ``compile``: stream
+    a checkpoint with its step graph compiled (`export.compiled.CompiledStream`, compiled once)."""
     if path.lower().endswith(".onnx"):
+        if compile:
+            raise ValueError(f"{path}: compiling applies to checkpoints; an ONNX file runs on ONNX Runtime")
         from ..export.runtime import OnnxSVFormer
 
         model = OnnxSVFormer(path)
         cfg = from_dict(model.config) if model.config else _config_for(model)
         return Classifier(model, model.streamer, cfg, model.class_names)
+    model, cfg, names = load_trained(path, device)
+    if compile:
+        from ..export.compiled import CompiledStream
+
+        compiled = CompiledStream(model)
+
+        def streamer():
+            compiled.reset()
+            return compiled
+
+        return Classifier(model, streamer, cfg, names, device)
     from ..models.streaming import StreamingSVFormer
 
-    model, cfg, names = load_trained(path, device)
     return Classifier(model, lambda: StreamingSVFormer(model), cfg, names, device)
 
 

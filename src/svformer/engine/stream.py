@@ -187,13 +187,17 @@ def _stop_on_sigterm():
 
 
 def run_stream(model_path: str, source: str, every: int = 1, topk: int = 5, json_path: Optional[str] = None,
-               max_frames: Optional[int] = None, print_fn=print) -> Optional[WindowResult]:
+               max_frames: Optional[int] = None, print_fn=print, compile: bool = False) -> Optional[WindowResult]:
     """`svformer stream`: print a line every ``every`` model steps and one per complete clip, then the
     latency summary and the last clip's top-k; ``json_path`` gets every frame's and clip's result. Ctrl-C
-    or SIGTERM stops the stream at the current frame with the same report. Returns the last complete clip."""
+    or SIGTERM stops the stream at the current frame with the same report. Returns the last complete clip.
+    ``compile``: a checkpoint's frames run through its compiled step graph (`load_classifier`); the first
+    frame's latency then includes the compilation."""
     from .predict import load_classifier
 
-    clf = load_classifier(model_path)
+    clf = load_classifier(model_path, compile=compile)
+    if compile:
+        print_fn("compiling the step model at the first frame (tens of seconds) ...")
     latencies = array("d")
     last: Optional[WindowResult] = None
     results = JsonResults(json_path, {"model": model_path, "source": source}) if json_path else None

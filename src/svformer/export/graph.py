@@ -27,6 +27,7 @@ from ..models.streaming import head_step
 from ..models.svformer import SVFormer
 from ..snn.dynamics import Dynamics, charge, reset_values
 from ..snn.neuron import BaseNeuron
+from ..snn import reset_states
 from ..snn.norm import TimeBatchNorm
 
 
@@ -137,6 +138,9 @@ def inference_model(model: SVFormer, record: Optional[dict] = None, margins: Opt
         raise TypeError(f"export takes an svformer SVFormer model, got {type(model).__name__}")
     from ..cpu import accelerate
 
+    # The neurons' states from the model's last forward (tensors of autograd's graph after a training
+    # step) are transient and cannot be deep-copied: forget them first.
+    reset_states(model)
     model = copy.deepcopy(model).eval().float()
     accelerate(model, False)
     for name, m in model.named_modules():

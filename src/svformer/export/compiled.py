@@ -1,0 +1,88 @@
+"""Streaming in PyTorch with the step graph compiled: the fastest way to run a frame on a CPU here.
+
+`CompiledStream(model)` runs the same one-frame graph as the exported step model (`graph.StepGraph`:
+BatchNorms folded, spikes by comparison, states as explicit inputs and outputs) through
+``torch.compile`` with TorchInductor and frozen weights. Inductor fuses each neuron's and BatchNorm's
+element-wise operations into one loop and runs the convolutions with weights packed once, where eager
+PyTorch makes one pass per operation and repacks the weights on every call; ONNX Runtime runs the
+element-wise operations one at a time as well.
+
+    stream = CompiledStream(model)       # any training state; compiles on the first frame
+    for frame in camera:                 # (B, C, H, W) normalised
+        logits = stream.step(frame)      # logits of the frames seen since the last reset
+        if stream.steps == model.num_frames:
+            report(logits); stream.reset()
+
+The first frame of each batch size compiles (a C++ compiler is needed; tens of seconds on a small
+CPU). The logits follow the whole-clip forward to float rounding (fused loops and packed convolutions
+add in another order; tests/export/test_compiled_stream.py).
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from ..models.svformer import SVFormer
+from .graph import StepGraph, inference_model
+from .onnx import state_shapes
+
+
+class CompiledStream:
+    """Frame-by-frame classification with the compiled step graph; the states live here, as tensors.
+
+    ``step(frame)``: (B, C, H, W) normalised frame -> (B, classes) logits of the frames since `reset`;
+    ``steps`` counts them. The same interface as `models.streaming.StreamingSVFormer`."""
+
+    def __init__(self, model: SVFormer):
+        if not model.fixed_steps:
+            raise ValueError("streaming needs a fixed T (per-step BN or the Conv3d head); this model has neither")
+        graph_model = inference_model(model)
+        self.num_frames, self.in_chans, self.img_size = model.num_frames, model.in_chans, model.img_size
+        self._graph = StepGraph(graph_model).eval()
+        self._compiled = torch.compile(self._graph, fullgraph=True)
+        self._resets = [layer.dynamics.reset_value for layer in self._graph.layers]
+        self._shapes = [s[1:] for s in state_shapes(graph_model, batch=1)]
+        self._acc_shape = (model.num_features, 1, 1)
+        self._device = next(graph_model.parameters()).device
+        self._batch: Optional[int] = None
+        self._states: List[torch.Tensor] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new clip: neuron states at their reset values, head accumulator zero."""
+        self.steps = 0
+        self._states = []
+
+    def _initial(self, b: int) -> List[torch.Tensor]:
+        acc = torch.zeros(b, *self._acc_shape, device=self._device)
+        return [acc] + [torch.full((b, *s), r, device=self._device) for s, r in zip(self._shapes, self._resets)]
+
+    @torch.no_grad()
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        if frame.dim() != 4 or tuple(frame.shape[1:]) != (self.in_chans, *self.img_size):
+            raise ValueError(f"this model takes frames of shape (B, {self.in_chans}, {self.img_size[0]}, "
+                             f"{self.img_size[1]}), got {tuple(frame.shape)}")
+        if self.steps >= self.num_frames:
+            raise ValueError(f"this model classifies clips of {self.num_frames} frames; call reset() to start the "
+                             "next clip")
+        if not self._states:
+            self._batch = frame.shape[0]
+            self._states = self._initial(self._batch)
+        elif frame.shape[0] != self._batch:  # the states belong to the clip's batch
+            raise ValueError(f"this clip started with {self._batch} frame(s) per step, got {frame.shape[0]}; call "
+                             "reset() to start a clip of another batch size")
+        step = torch.tensor([self.steps], dtype=torch.long, device=self._device)
+        # Freezing (weights as constants: convolutions packed once) is inductor's switch for inference.
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            try:
+                logits, *states = self._compiled(frame.detach().float().to(self._device), step, *self._states)
+            except Exception as e:  # inductor raises its own types (a missing compiler among them)
+                raise RuntimeError(f"torch.compile could not compile the step model "
+                                   f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") \
+                    from None
+        self._states = states
+        self.steps += 1
+        return logits

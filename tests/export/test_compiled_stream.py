@@ -1,0 +1,60 @@
+"""The compiled step graph (`export.compiled.CompiledStream`): after T frames the whole-clip logits, the
+same as eager streaming, clip after clip; the same errors as the other streams."""
+import pytest
+import torch
+
+from svformer import StreamingSVFormer, SVFormer
+from svformer.export.compiled import CompiledStream
+
+SMALL = dict(embed_dim=(16, 32, 48, 64), depth=(1, 1, 1, 1), head_dim=16, img_size=64, num_frames=3,
+             v_threshold=0.3)
+
+
+@pytest.fixture(scope="module")
+def trained_model():
+    torch.manual_seed(0)
+    model = SVFormer(num_classes=5, **SMALL).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(3):  # BatchNorm statistics and weights away from their initial values
+        loss = model(torch.randn(4, 3, 3, 64, 64)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def stream(trained_model):
+    return CompiledStream(trained_model)  # one compilation (per batch size) for the module
+
+
+def test_compiled_stream_gives_the_clip_logits(trained_model, stream):
+    torch.manual_seed(1)
+    clips = [torch.randn(2, 3, 3, 64, 64) for _ in range(2)]
+    eager = StreamingSVFormer(trained_model)
+    for clip in clips:  # two clips through one stream: reset() starts over
+        stream.reset()
+        eager.reset()
+        for t in range(3):
+            logits = stream.step(clip[:, :, t])
+            eager_logits = eager.step(clip[:, :, t])
+            torch.testing.assert_close(logits, eager_logits, rtol=1e-4, atol=1e-5)
+        assert stream.steps == 3
+        with torch.no_grad():
+            want = trained_model(clip)
+        torch.testing.assert_close(logits, want, rtol=1e-4, atol=1e-5)
+        assert torch.equal(logits.argmax(1), want.argmax(1))
+    assert trained_model.training is False and all(p.requires_grad for p in trained_model.parameters())
+
+
+def test_compiled_stream_errors(stream):
+    stream.reset()
+    with pytest.raises(ValueError, match=r"frames of shape \(B, 3, 64, 64\)"):
+        stream.step(torch.zeros(1, 3, 32, 32))
+    stream.step(torch.zeros(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="started with 2 frame"):
+        stream.step(torch.zeros(1, 3, 64, 64))
+    stream.step(torch.zeros(2, 3, 64, 64))
+    stream.step(torch.zeros(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="clips of 3 frames"):
+        stream.step(torch.zeros(2, 3, 64, 64))
