@@ -11,8 +11,9 @@ to both sides alike - a large share of a step under the default allocator can be
 zeroing freed memory again, which the tuned allocator removes for the reference too.
 
 Deployment rows (unless ``--no-onnx``): the paper model exported to ONNX (`svformer.export`, once per
-run) classifies a clip on ONNX Runtime, and both runtimes stream frame by frame (`StreamingSVFormer`
-and the exported step model), batch 1, per-frame latency over several clips.
+run) classifies a clip on ONNX Runtime, and three runtimes stream frame by frame (`StreamingSVFormer`,
+the step graph compiled by torch.compile, `CompiledStream`, and the exported step model on ONNX Runtime),
+batch 1, per-frame latency over several clips after a warm-up clip (which includes the compilation).
 
 ``--ab`` then measures, with the default allocator, svformer with each CPU acceleration switched off
 in turn (`svformer.cpu.Acceleration`) and the plain model (all off): keys ``ab_<option>`` hold the
@@ -35,7 +36,7 @@ inference_speedup_bound, the reference's time over svformer's time in convolutio
 alone (`dense.py`: what the ratio would be if everything else took no time); the same with the suffix
 ``_tuned_allocator``. Deployment keys: inference_speedup_onnx (reference over ONNX Runtime, one clip),
 inference_speedup_best (the faster runtime's), streaming_latency_ms_p50 and streaming_latency_ms_p95 (the
-runtime with the lower median), streaming_latency_ms_p50_pytorch / _onnx and the p95 of each.
+runtime with the lower median), streaming_latency_ms_p50_pytorch / _compiled / _onnx and the p95 of each.
 Activation checkpointing per block (`SVFormer(checkpointing="block")`): train_peak_memory_ratio_checkpointed
 (its training peak over the reference's) and train_step_slowdown_checkpointed (its step over svformer's
 without checkpointing).
@@ -72,8 +73,9 @@ def _model(kind: str, frames: int, size: int):
 
 
 def stream_latency(kind: str, frames: int, size: int, onnx_dir: str, clips: int = 4) -> dict:
-    """Per-frame latency of streaming (batch 1): PyTorch's `StreamingSVFormer` ('svformer') or the exported
-    step model on ONNX Runtime ('onnx'). The first clip warms up; the rest are measured."""
+    """Per-frame latency of streaming (batch 1): PyTorch's `StreamingSVFormer` ('svformer'), the compiled
+    step graph ('compiled') or the exported step model on ONNX Runtime ('onnx'). The first clip warms up
+    (and compiles); the rest are measured."""
     import numpy as np
     import torch
 
@@ -82,6 +84,10 @@ def stream_latency(kind: str, frames: int, size: int, onnx_dir: str, clips: int 
         from svformer.export.runtime import OnnxSVFormer
 
         stream = OnnxSVFormer(os.path.join(onnx_dir, "step.onnx")).streamer()
+    elif kind == "compiled":
+        from svformer.export.compiled import CompiledStream
+
+        stream = CompiledStream(_model("svformer", frames, size))
     else:
         from svformer import StreamingSVFormer
 
@@ -292,6 +298,8 @@ def _keys(rows: dict, neuron: dict, floor: float, suffix: str) -> dict:
         keys[f"inference_speedup_best{suffix}"] = max(keys[f"inference_speedup{suffix}"],
                                                       keys[f"inference_speedup_onnx{suffix}"])
         streams = {"pytorch": rows[("stream", "svformer")], "onnx": rows[("stream", "onnx")]}
+        if ("stream", "compiled") in rows:
+            streams["pytorch_compiled"] = rows[("stream", "compiled")]
         for name, row in streams.items():
             keys[f"streaming_latency_ms_p50_{name}{suffix}"] = row["p50_ms"]
             keys[f"streaming_latency_ms_p95_{name}{suffix}"] = row["p95_ms"]
@@ -316,6 +324,7 @@ TARGETS = {"neuron_speedup": ">= 8", "train_step_speedup": ">= 3", "train_step_s
 LATENCY_TARGETS = {"memory_planner_error_none": "within +-0.15", "memory_planner_error_block": "within +-0.15",
                    "streaming_latency_ms_p50": "<= 40", "streaming_latency_ms_p95": "<= 40",
                    "streaming_latency_ms_p50_pytorch": "", "streaming_latency_ms_p95_pytorch": "",
+                   "streaming_latency_ms_p50_pytorch_compiled": "", "streaming_latency_ms_p95_pytorch_compiled": "",
                    "streaming_latency_ms_p50_onnx": "", "streaming_latency_ms_p95_onnx": ""}
 
 
@@ -408,7 +417,7 @@ def main():
         args.onnx_dir = tempfile.mkdtemp(prefix="svformer-bench-")
         print(f"exporting the paper model to ONNX in {args.onnx_dir} ...", flush=True)
         export_onnx_models(args.frames, args.size, args.onnx_dir)
-        runs += [("infer", "onnx"), ("stream", "svformer"), ("stream", "onnx")]
+        runs += [("infer", "onnx"), ("stream", "svformer"), ("stream", "compiled"), ("stream", "onnx")]
     print(f"{'task':<12}{'implementation':<30}{'allocator':<11}{'seconds':>9}{'peak MB':>9}{'cold s':>9}"
           f"{'dense s':>9}")
     for allocator in allocators:
