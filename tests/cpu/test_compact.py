@@ -169,3 +169,12 @@ def test_backward_restores_one_spike_operand_at_a_time():
     b = (torch.rand(3, 2, 8, 4) > 0.5).float().requires_grad_()
     calls = _restored_alive_during_backward(MatMul(spike_operands=(True, True)), a, b)
     assert len(calls) >= 2 and max(alive for *_, alive in calls) == 1
+
+
+def test_compact_backward_stays_on_the_input_device():
+    """Every tensor the backward makes is on the input's device (the meta device stands in for a GPU)."""
+    conv = SeqConv2d(8, 6, 3, padding=1, spike_input=True).to("meta")
+    conv.kernel = CompactKernel()
+    x = torch.empty(3, 2, 8, 10, 10, device="meta", requires_grad=True)
+    conv(x).sum().backward()
+    assert x.grad.device.type == "meta" and x.grad.shape == x.shape and conv.weight.grad.device.type == "meta"

@@ -88,7 +88,7 @@ class _SpikeConv(torch.autograd.Function):
         # gradient reads only the input's shape and layout: an untouched tensor of them occupies no memory.
         _, grad_w, grad_b = backward(_unpack(packed, ctx.dtype, ctx.alloc), [False, need_w, need_b]) \
             if need_w or need_b else (None, None, None)
-        grad_x = backward(torch.empty_strided(packed.shape, packed.stride(), dtype=ctx.dtype),
+        grad_x = backward(torch.empty_strided(packed.shape, packed.stride(), dtype=ctx.dtype, device=packed.device),
                           [True, False, False])[0] if need_x else None
         return grad_x, grad_w, grad_b, None, None, None, None, None
 

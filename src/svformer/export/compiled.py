@@ -80,8 +80,8 @@ class CompiledStream:
             try:
                 logits, *states = self._compiled(frame.detach().float().to(self._device), step, *self._states)
             except Exception as e:  # inductor raises its own types (a missing compiler among them)
-                raise RuntimeError(f"torch.compile could not compile the step model "
-                                   f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") \
+                first = (str(e).strip().splitlines() or [""])[0]
+                raise RuntimeError(f"torch.compile could not compile the step model ({type(e).__name__}: {first})") \
                     from None
         self._states = states
         self.steps += 1

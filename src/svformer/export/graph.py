@@ -25,9 +25,9 @@ from torch import nn
 from ..models.layers import CBlock, LocalPath, Mlp, PatchEmbed, SpikingSelfAttention
 from ..models.streaming import head_step
 from ..models.svformer import SVFormer
+from ..snn import reset_states
 from ..snn.dynamics import Dynamics, charge, reset_values
 from ..snn.neuron import BaseNeuron
-from ..snn import reset_states
 from ..snn.norm import TimeBatchNorm
 
 
