@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -135,3 +136,30 @@ def test_standard_input_that_is_a_terminal_is_a_one_line_error(trained_run):
     assert proc.returncode != 0
     assert err.strip() == ("svformer stream: standard input is a terminal: pipe a video into it "
                            "(e.g. ffmpeg ... -f nut - | svformer stream MODEL -)")
+
+
+def test_a_signal_the_decoder_swallows_still_stops_the_stream(trained_run, tmp_path, monkeypatch):
+    """C code the stream is in when a signal arrives may swallow the KeyboardInterrupt its handler raises;
+    the handler's flag then stops the stream at the next frame, with the usual report."""
+    import svformer.engine.stream as engine_stream
+
+    _, _, _, step, _ = trained_run
+    video = tmp_path / "long.nut"
+    write_file(video, 64, "nut")
+    real = engine_stream.stream_frames
+
+    def swallowing(*args, **kwargs):
+        for i, item in enumerate(real(*args, **kwargs)):
+            if i == 5:
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.5)  # the handler runs here and its exception is lost, as in C code
+                except KeyboardInterrupt:
+                    pass
+            yield item
+
+    monkeypatch.setattr(engine_stream, "stream_frames", swallowing)
+    lines = []
+    engine_stream.run_stream(str(step), str(video), print_fn=lines.append)
+    assert "stopped after 5 model steps" in lines, lines[-12:]  # the frame the signal came in is not used
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

@@ -171,23 +171,35 @@ class JsonResults:
 
 
 @contextmanager
-def _stop_on_sigterm():
-    """SIGTERM (a service manager stopping a live stream) ends the stream like Ctrl-C."""
+def _stop_on_signals():
+    """Ctrl-C (SIGINT) and SIGTERM (a service manager stopping a live stream) end the stream: each raises
+    KeyboardInterrupt where the stream is, and also leaves a flag that the frame loop checks, so that the
+    stream stops at the next frame even if C code it was in (the decoder) swallowed the exception.
+    Yields the flag (a one-element list), or None where signals cannot be handled (not the main thread)."""
+    requested = [False]
+
     def stop(signum, frame):
+        requested[0] = True
         raise KeyboardInterrupt
+
     try:
-        previous = signal.signal(signal.SIGTERM, stop)
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
-        yield
+        yield None
         return
     try:
-        yield
+        yield requested
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)  # a live stream's lines go out as they come, also into a pipe
 
 
 def run_stream(model_path: str, source: str, every: int = 1, topk: int = 5, json_path: Optional[str] = None,
-               max_frames: Optional[int] = None, print_fn=print, compile: bool = False) -> Optional[WindowResult]:
+               max_frames: Optional[int] = None, print_fn=_print_now, compile: bool = False) -> Optional[WindowResult]:
     """`svformer stream`: print a line every ``every`` model steps and one per complete clip, then the
     latency summary and the last clip's top-k; ``json_path`` gets every frame's and clip's result. Ctrl-C
     or SIGTERM stops the stream at the current frame with the same report. Returns the last complete clip.
@@ -203,8 +215,10 @@ def run_stream(model_path: str, source: str, every: int = 1, topk: int = 5, json
     results = JsonResults(json_path, {"model": model_path, "source": source}) if json_path else None
     stopped = False
     try:
-        with _stop_on_sigterm():
+        with _stop_on_signals() as requested:
             for r, clip in stream_frames(clf, source, topk, max_frames):
+                if requested and requested[0]:
+                    raise KeyboardInterrupt
                 latencies.append(r.latency_ms)
                 if results is not None:
                     results.add("frames", asdict(r))
