@@ -55,8 +55,23 @@ def assert_same_clips(got: list, want: list) -> None:
 
 
 def svformer(*args, **kwargs) -> subprocess.Popen:
+    """`svformer ARGS` in a child process; with faulthandler on, so that SIGABRT dumps where its threads are
+    (`finish`)."""
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([sys.executable, "-m", "svformer", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+
+
+def finish(proc: subprocess.Popen, timeout: float):
+    """``proc.communicate(timeout)``; a child still running then is aborted and the test fails with its
+    threads' stacks (faulthandler's dump on SIGABRT)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        pytest.fail(f"svformer still running after {timeout} s; its stacks:\n{err[-6000:]}\n"
+                    f"its last output:\n{out[-2000:]}")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -75,7 +90,7 @@ def test_live_pipe_stops_on_signal_with_report_and_json(trained_run, tmp_path, s
             if line.startswith("clip 1 "):
                 break
         proc.send_signal(sig)
-        rest, err = proc.communicate(timeout=60)
+        rest, err = finish(proc, 60)
     finally:
         stop.set()
         proc.kill()
@@ -101,7 +116,7 @@ def test_standard_input_and_http_url(trained_run, tmp_path, capsys):
 
     with open(video, "rb") as f:  # a pipe: not seekable, like a capture tool's output
         proc = svformer("stream", ckpt, "-", "--json", tmp_path / "stdin.json", "--topk", "3", stdin=f)
-        _, err = proc.communicate(timeout=120)
+        _, err = finish(proc, 120)
     assert proc.returncode == 0, err
     data = json.loads((tmp_path / "stdin.json").read_text())
     assert data["source"] == "-" and len(data["frames"]) == 12
@@ -129,7 +144,7 @@ def test_standard_input_that_is_a_terminal_is_a_one_line_error(trained_run):
     primary, secondary = os.openpty()  # a terminal: nothing was piped in
     try:
         proc = svformer("stream", step, "-", stdin=secondary)
-        _, err = proc.communicate(timeout=120)
+        _, err = finish(proc, 120)
     finally:
         os.close(primary)
         os.close(secondary)
