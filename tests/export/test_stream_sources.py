@@ -54,6 +54,16 @@ def assert_same_clips(got: list, want: list) -> None:
         assert np.allclose([p for _, p in g["top"]], [p for _, p in w.top], atol=1e-6)
 
 
+@pytest.fixture(autouse=True)
+def default_sigint():
+    """Ctrl-C as a fresh interpreter has it: a process started with SIGINT ignored passes that on to its
+    children (and svformer keeps it ignored, as shells expect of background jobs), and a test elsewhere
+    in the session may leave this process so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def svformer(*args, **kwargs) -> subprocess.Popen:
     """`svformer ARGS` in a child process; with faulthandler on, so that SIGABRT dumps where its threads are
     (`finish`)."""
@@ -178,3 +188,15 @@ def test_a_signal_the_decoder_swallows_still_stops_the_stream(trained_run, tmp_p
     engine_stream.run_stream(str(step), str(video), print_fn=lines.append)
     assert "stopped after 5 model steps" in lines, lines[-12:]  # the frame the signal came in is not used
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_a_sigint_ignored_at_start_stays_ignored():
+    """A background job of a shell script starts with SIGINT ignored, so that Ctrl-C stops the script
+    only; the stream leaves it so (and handles SIGTERM)."""
+    from svformer.engine.stream import _stop_on_signals
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with _stop_on_signals() as requested:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and requested == [False]
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -175,6 +175,7 @@ def _stop_on_signals():
     """Ctrl-C (SIGINT) and SIGTERM (a service manager stopping a live stream) end the stream: each raises
     KeyboardInterrupt where the stream is, and also leaves a flag that the frame loop checks, so that the
     stream stops at the next frame even if C code it was in (the decoder) swallowed the exception.
+    A SIGINT the process was started ignoring (a background job of a shell script) stays ignored.
     Yields the flag (a one-element list), or None where signals cannot be handled (not the main thread)."""
     requested = [False]
 
@@ -183,7 +184,8 @@ def _stop_on_signals():
         raise KeyboardInterrupt
 
     try:
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        handled = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+        previous = {sig: signal.signal(sig, stop) for sig in handled}
     except ValueError:  # not the main thread: leave signals alone
         yield None
         return
