@@ -76,12 +76,13 @@ class _SpikeConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         packed, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.args
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
 
         def backward(x, mask):
             return torch.ops.aten.convolution_backward(
-                grad, x, weight, ctx.bias_sizes, list(ctx.args[0]), list(ctx.args[1]), list(ctx.args[2]), False,
-                [0] * len(ctx.args[0]), ctx.args[3], mask)
+                grad, x, weight, ctx.bias_sizes, list(stride), list(padding), list(dilation), False,
+                [0] * len(stride), groups, mask)
 
         # Two calls instead of one, so that the restored input and grad_x, each as large as the input in
         # floats, are never alive together (the largest pair of a training step's backward). The input

@@ -19,13 +19,15 @@ add in another order; tests/export/test_compiled_stream.py).
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
 
 import torch
+import torch._inductor.config as inductor_config
 
 from ..models.svformer import SVFormer
 from .graph import StepGraph, inference_model
 from .onnx import state_shapes
+from .runtime import check_frame
 
 
 class CompiledStream:
@@ -45,14 +47,12 @@ class CompiledStream:
         self._shapes = [s[1:] for s in state_shapes(graph_model, batch=1)]
         self._acc_shape = (model.num_features, 1, 1)
         self._device = next(graph_model.parameters()).device
-        self._batch: Optional[int] = None
-        self._states: List[torch.Tensor] = []
         self.reset()
 
     def reset(self) -> None:
         """Start a new clip: neuron states at their reset values, head accumulator zero."""
         self.steps = 0
-        self._states = []
+        self._states: List[torch.Tensor] = []  # [acc, v.0, ...], made at the clip's first frame
 
     def _initial(self, b: int) -> List[torch.Tensor]:
         acc = torch.zeros(b, *self._acc_shape, device=self._device)
@@ -60,22 +60,12 @@ class CompiledStream:
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
-        if frame.dim() != 4 or tuple(frame.shape[1:]) != (self.in_chans, *self.img_size):
-            raise ValueError(f"this model takes frames of shape (B, {self.in_chans}, {self.img_size[0]}, "
-                             f"{self.img_size[1]}), got {tuple(frame.shape)}")
-        if self.steps >= self.num_frames:
-            raise ValueError(f"this model classifies clips of {self.num_frames} frames; call reset() to start the "
-                             "next clip")
+        batch = self._states[0].shape[0] if self._states else None
+        check_frame(frame, self.in_chans, self.img_size, self.steps, self.num_frames, batch)
         if not self._states:
-            self._batch = frame.shape[0]
-            self._states = self._initial(self._batch)
-        elif frame.shape[0] != self._batch:  # the states belong to the clip's batch
-            raise ValueError(f"this clip started with {self._batch} frame(s) per step, got {frame.shape[0]}; call "
-                             "reset() to start a clip of another batch size")
+            self._states = self._initial(frame.shape[0])
         step = torch.tensor([self.steps], dtype=torch.long, device=self._device)
         # Freezing (weights as constants: convolutions packed once) is inductor's switch for inference.
-        import torch._inductor.config as inductor_config
-
         with inductor_config.patch(freezing=True):
             try:
                 logits, *states = self._compiled(frame.detach().float().to(self._device), step, *self._states)

@@ -33,6 +33,21 @@ def _session(path: str, threads: Optional[int]):
         raise ValueError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
 
 
+def check_frame(frame: torch.Tensor, in_chans: int, img_size, steps: int, num_frames: int, batch: Optional[int],
+                owner: str = "this model") -> None:
+    """The checks before a stream's step: ``frame`` is (B, C, H, W) at the model's size, the clip has room
+    for it (``steps`` of ``num_frames`` done), and a started clip keeps its ``batch`` frames per step (the
+    states belong to that batch: carrying on with another would start over silently)."""
+    if frame.dim() != 4 or tuple(frame.shape[1:]) != (in_chans, *img_size):
+        raise ValueError(f"{owner} takes frames of shape (B, {in_chans}, {img_size[0]}, {img_size[1]}), "
+                         f"got {tuple(frame.shape)}")
+    if steps >= num_frames:
+        raise ValueError(f"this model classifies clips of {num_frames} frames; call reset() to start the next clip")
+    if steps and frame.shape[0] != batch:
+        raise ValueError(f"this clip started with {batch} frame(s) per step, got {frame.shape[0]}; "
+                         "call reset() to start a clip of another batch size")
+
+
 class OnnxSVFormer:
     """An exported svformer model on ONNX Runtime (CPU).
 
@@ -130,15 +145,8 @@ class OnnxStream:
     def step(self, frame: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) normalised frame -> (B, classes) logits of the frames seen since `reset`."""
         m = self.model
-        if frame.dim() != 4 or tuple(frame.shape[1:]) != (m.in_chans, *m.img_size):
-            raise ValueError(f"{m.path} takes frames of shape (B, {m.in_chans}, {m.img_size[0]}, {m.img_size[1]}), "
-                             f"got {tuple(frame.shape)}")
-        if self.steps >= m.num_frames:
-            raise ValueError(f"this model classifies clips of {m.num_frames} frames; call reset() to start the next clip")
-        if self._batch != frame.shape[0]:
-            if self.steps:  # the states belong to the clip's batch: carrying on would start over silently
-                raise ValueError(f"this clip started with {self._batch} frame(s) per step, got {frame.shape[0]}; "
-                                 "call reset() to start a clip of another batch size")
+        check_frame(frame, m.in_chans, m.img_size, self.steps, m.num_frames, self._batch, owner=m.path)
+        if self._batch != frame.shape[0]:  # a clip's first frame (check_frame refuses it later on)
             self._prepare(frame.shape[0])
         np.copyto(self._frame, frame.detach().float().cpu().numpy())
         self._step[0] = self.steps
