@@ -6,6 +6,7 @@ import sys
 from ..engine.test_training import tiny_config_overrides
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SIGNAL_AT_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "signal_at_step.py")
 
 
 def overrides(tmp_path, run="run", **extra):

@@ -2,6 +2,7 @@
 `--resume auto` continues from it to the same bits as a run never stopped, each epoch logged once with
 the same loss."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,31 +11,16 @@ import pytest
 
 from svformer.engine.checkpoint import load_checkpoint
 
-from .helpers import REPO, svformer
+from .helpers import REPO, SIGNAL_AT_STEP, svformer
 from .test_kill import EPOCHS, assert_same_run, reference, run_args  # noqa: F401  (module fixture)
-
-TERM_AT_STEP = """
-import os, signal, sys
-import svformer.engine.trainer as trainer
-from svformer.cli import main
-at, calls = int(os.environ["TERM_AT"]), []
-original = trainer.train_step
-def step(*a, **k):
-    calls.append(1)
-    if len(calls) == at:
-        os.kill(os.getpid(), signal.SIGTERM)  # arrives during a step, as a scheduler's would
-    return original(*a, **k)
-trainer.train_step = step
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.mark.parametrize("at", [3, 4])  # inside epoch 2 (2 batches per epoch), and at its last batch
 def test_sigterm_checkpoints_and_resume_auto_is_exact(tmp_path, reference, at):
     ref_state = reference[1]
     args = run_args(tmp_path, reference)
-    stopped = subprocess.run([sys.executable, "-c", TERM_AT_STEP, *args], capture_output=True, text=True, cwd=REPO,
-                             timeout=300, env={**__import__("os").environ, "TERM_AT": str(at)})
+    stopped = subprocess.run([sys.executable, SIGNAL_AT_STEP, *args], capture_output=True, text=True, cwd=REPO,
+                             timeout=300, env={**os.environ, "SIGNAL_AT": str(at)})
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
     assert "stopped by SIGTERM" in stopped.stderr and "--resume auto" in stopped.stderr
     assert len(stopped.stderr.strip().splitlines()) == 1  # one line, no traceback

@@ -6,26 +6,31 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from svformer.engine.checkpoint import load_checkpoint
 
-from .helpers import REPO, overrides
+from .helpers import REPO, SIGNAL_AT_STEP, overrides
 
 EPOCHS = 6
-pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker processes through /proc")
 
 
-def torchrun(tmp, run, *launcher):
+def torchrun(tmp, run, *launcher, signal_at=None):
+    """Two ranks training the demo; with ``signal_at=(rank, step, signal)`` that rank sends itself the signal
+    during its step (counted from 1) in the job's first attempt."""
     args = ["train", "demo", *overrides(tmp, run, **{"optim.epochs": EPOCHS, "threads": 1, "data.num_workers": 0}),
             "--no-test", "--resume", "auto"]
+    program, env = ["-m", "svformer"], dict(os.environ)
+    if signal_at is not None:
+        rank, step, sig = signal_at
+        program = [SIGNAL_AT_STEP]
+        env.update(SIGNAL_RANK=str(rank), SIGNAL_AT=str(step), SIGNAL=sig.name)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", *launcher,
-           "-m", "svformer", *args]
+           *program, *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
 
 
 def finish(proc, timeout=180):
@@ -34,23 +39,6 @@ def finish(proc, timeout=180):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
-
-
-def worker_of_rank(launcher: int, rank: int):
-    """The pid of the worker of ``rank`` that the torchrun process ``launcher`` started, if running."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
-        except OSError:
-            continue
-        if parent == launcher and env.get(b"RANK") == str(rank).encode():
-            return int(pid)
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +53,10 @@ def reference(tmp_path_factory):
     return tmp, state
 
 
-def signal_rank_after_epoch(proc, last, rank, sig, epoch=2):
-    deadline = time.time() + 120
-    while not (last.is_file() and load_checkpoint(str(last))["epoch"] >= epoch) and time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
-        time.sleep(0.02)
-    victim = worker_of_rank(proc.pid, rank)
-    assert victim is not None and proc.poll() is None, "the run ended before the signal"
-    os.kill(victim, sig)
+def inside_epoch_3(reference):
+    """A step of the first half of epoch 3 (each rank counts its own steps)."""
+    per_epoch = reference["iteration"] // EPOCHS
+    return 2 * per_epoch + max(1, per_epoch // 2)
 
 
 def assert_same_run(last, reference):
@@ -84,14 +68,13 @@ def assert_same_run(last, reference):
 
 def test_two_ranks_train_every_epoch_and_stop_together_on_sigterm(reference):
     tmp_path, reference = reference
-    proc = torchrun(tmp_path, "run")
-    last = tmp_path / "run" / "last.pt"
     # one rank only: the other must learn of it and stop at the same batch
-    signal_rank_after_epoch(proc, last, 1, signal.SIGTERM)
+    proc = torchrun(tmp_path, "run", signal_at=(1, inside_epoch_3(reference), signal.SIGTERM))
+    last = tmp_path / "run" / "last.pt"
     out = finish(proc)
     assert proc.returncode != 0 and "stopped by" in out, out[-3000:]
-    stopped = load_checkpoint(str(last))
-    assert 2 <= stopped["epoch"] < EPOCHS
+    stopped = load_checkpoint(str(last))  # rank 0's position: right after the step rank 1 was signalled in
+    assert stopped["iteration"] == inside_epoch_3(reference) and stopped["epoch"] == 2
 
     resumed = torchrun(tmp_path, "run")
     out = finish(resumed)
@@ -103,9 +86,8 @@ def test_a_killed_rank_restarts_the_job_which_continues_from_its_checkpoint(refe
     # torchrun --max-restarts: a rank killed outright (no checkpoint of its own) makes torchrun stop the
     # other and start both again; they resume from the last epoch's checkpoint and end as if never killed.
     tmp_path, reference = reference
-    proc = torchrun(tmp_path, "elastic", "--max-restarts", "1")
+    proc = torchrun(tmp_path, "elastic", "--max-restarts", "1", signal_at=(1, inside_epoch_3(reference), signal.SIGKILL))
     last = tmp_path / "elastic" / "last.pt"
-    signal_rank_after_epoch(proc, last, 1, signal.SIGKILL)
     out = finish(proc)
     assert proc.returncode == 0 and "resuming from" in out, out[-3000:]
     assert_same_run(last, reference)
