@@ -8,7 +8,9 @@ reset at its start) belongs to it alone.
 Each is taken twice: with glibc's default allocator (how the authors' code runs, and the basis of the
 keys below) and with `svformer.cpu.allocator.tune_allocator` (``svformer --allocator tuned``), applied
 to both sides alike - a large share of a step under the default allocator can be the kernel mapping and
-zeroing freed memory again, which the tuned allocator removes for the reference too.
+zeroing freed memory again, which the tuned allocator removes for the reference too. ``--allocator all``
+adds a third pass with `lean_allocator` (``svformer --allocator lean``: freed large blocks go back to
+the system at once, the lowest peaks).
 
 Deployment rows (unless ``--no-onnx``): the paper model exported to ONNX (`svformer.export`, once per
 run) classifies a clip on ONNX Runtime, and three runtimes stream frame by frame (`StreamingSVFormer`,
@@ -21,7 +23,7 @@ training step, clip and training peak of that variant over svformer's with every
 the option pays that much).
 
     python benchmarks/run.py [--json OUT.json] [--repeat 4] [--batch 2] [--frames 16] [--size 224]
-        [--allocator both|default|tuned] [--neuron-shape 16 8 128 56 56] [--plot OUT.png] [--bf16 auto|yes|no]
+        [--allocator both|all|default|tuned|lean] [--neuron-shape 16 8 128 56 56] [--plot OUT.png] [--bf16 auto|yes|no]
         [--ab]
 
 Keys written (ratios reference/svformer, bigger is better, except memory: svformer/reference), all
@@ -34,7 +36,7 @@ train_first_step_speedup and inference_first_speedup for the first, cold run of 
 faults and lazy initialisation included: what a user's first step costs); train_step_speedup_bound and
 inference_speedup_bound, the reference's time over svformer's time in convolutions and matrix products
 alone (`dense.py`: what the ratio would be if everything else took no time); the same with the suffix
-``_tuned_allocator``. Deployment keys: inference_speedup_onnx (reference over ONNX Runtime, one clip),
+``_tuned_allocator`` (and ``_lean_allocator``). Deployment keys: inference_speedup_onnx (reference over ONNX Runtime, one clip),
 inference_speedup_best (the faster runtime's), streaming_latency_ms_p50 and streaming_latency_ms_p95 (the
 runtime with the lower median), streaming_latency_ms_p50_pytorch / _compiled / _onnx and the p95 of each.
 Activation checkpointing per block (`SVFormer(checkpointing="block")`): train_peak_memory_ratio_checkpointed
@@ -200,12 +202,16 @@ def _child(task, kind, allocator, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _run_child(task, kind, allocator, args) -> dict:
-    if allocator == "tuned":
-        from svformer.cpu.allocator import tune_allocator
+def key_suffix(allocator: str) -> str:
+    """What the keys measured with ``allocator`` end with: nothing for the default one."""
+    return "" if allocator == "default" else f"_{allocator}_allocator"
 
-        if not tune_allocator():
-            raise SystemExit("the tuned allocator needs glibc")
+
+def _run_child(task, kind, allocator, args) -> dict:
+    from svformer.cpu.allocator import set_allocator
+
+    if not set_allocator(allocator):  # before the first large tensor (PyTorch reads THP_MEM_ALLOC_ENABLE then)
+        raise SystemExit(f"the {allocator} allocator needs glibc")
     reset_peak()
     if task == "neuron":
         from neuron import run as neuron_run
@@ -258,7 +264,7 @@ def planner_check(rows: dict, allocator: str, args) -> dict:
     run: relative error, per checkpointing setting ('none': the svformer row, 'block': checkpoint-block)."""
     from svformer.analysis.memory import plan
 
-    suffix = "" if allocator == "default" else "_tuned_allocator"
+    suffix = key_suffix(allocator)
     plans = plan("svformer_paper", {"num_frames": args.frames, "img_size": args.size}, device="cpu",
                  modes=["none", "block"], allocator=allocator, probe_size=min(args.size, 128))
     keys = {}
@@ -337,7 +343,7 @@ def plot(result: dict, allocators, path: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(allocators)
     for i, allocator in enumerate(allocators):
-        values = [result[k if allocator == "default" else k + "_tuned_allocator"] for k in keys]
+        values = [result[k + key_suffix(allocator)] for k in keys]
         bars = ax.bar([j + i * width for j in range(len(keys))], values, width, label=f"{allocator} allocator")
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     for j, key in enumerate(keys):
@@ -384,7 +390,8 @@ def main():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--neuron-shape", type=int, nargs="+", default=[16, 8, 128, 56, 56])
-    parser.add_argument("--allocator", choices=("both", "default", "tuned"), default="both")
+    parser.add_argument("--allocator", choices=("both", "all", "default", "tuned", "lean"), default="both",
+                        help="both: default and tuned; all: default, tuned and lean")
     parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
                         help="measure the bfloat16 autocast step (auto: only on CPUs with bfloat16 arithmetic)")
     parser.add_argument("--ab", action="store_true", help="also measure each CPU acceleration switched off")
@@ -405,7 +412,8 @@ def main():
                       (1, 3, args.frames, args.size, args.size)).macs
     gflops = matmul_gflops()
     floor = 2 * macs / 1e9 / gflops
-    allocators = ("default", "tuned") if args.allocator == "both" else (args.allocator,)
+    allocators = {"both": ("default", "tuned"), "all": ("default", "tuned", "lean")}.get(args.allocator,
+                                                                                         (args.allocator,))
     bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and native_bf16())
     tasks = ("train", "train_bf16", "infer") if bf16 else ("train", "infer")
     result = {"matmul_gflops": gflops, "dense_floor_seconds": floor, "cpu": cpu_name(),
@@ -432,11 +440,11 @@ def main():
         neuron = result["neuron"][allocator] = _child("neuron", "-", allocator, args)
         for name, sec in neuron["seconds"].items():
             print(f"{'neuron':<12}{name:<30}{allocator:<11}{sec:>9.3f}", flush=True)
-        result.update(_keys(rows, neuron, floor, "" if allocator == "default" else "_tuned_allocator"))
+        result.update(_keys(rows, neuron, floor, key_suffix(allocator)))
         result.update(planner_check(rows, allocator, args))
     print(f"\n{'metric':<28}" + "".join(f"{a + ' alloc.':>16}" for a in allocators) + "   target")
     for key, target in {**TARGETS, **LATENCY_TARGETS}.items():
-        values = [result.get(key if a == "default" else key + "_tuned_allocator") for a in allocators]
+        values = [result.get(key + key_suffix(a)) for a in allocators]
         print(f"{key:<28}" + "".join(f"{v:>16.2f}" if v is not None else f"{'not run':>16}" for v in values)
               + f"   {target}")
     if args.ab:

@@ -14,6 +14,8 @@ KEYS = [
     ("inference_speedup", "one clip, reference / svformer", ">= 2.5"),
     ("train_step_speedup_bound", "training step bound (reference / svformer's dense time)", ""),
     ("inference_speedup_bound", "clip bound (reference / svformer's dense time)", ""),
+    ("train_peak_memory_ratio_checkpointed", "training peak with block checkpointing, svformer / reference", "<= 0.25"),
+    ("train_step_slowdown_checkpointed", "training step with block checkpointing / without", "<= 1.35"),
 ]
 
 
@@ -21,12 +23,14 @@ def main(path: str) -> None:
     r = json.load(open(path))
     rows = r["rows"]
     print(f"{r['cpu']} ({r['cpu_capability']}), `{path}`:\n")
-    print("| | default allocator | tuned allocator | goal |\n|---|---|---|---|")
+    allocators = [a for a in ("default", "tuned", "lean") if f"train_svformer_{a}" in rows]
+    print("| | " + " | ".join(f"{a} allocator" for a in allocators) + " | goal |\n|" + "---|" * (len(allocators) + 2))
     for key, what, goal in KEYS:
-        print(f"| {what} | {r[key]:.2f} | {r[key + '_tuned_allocator']:.2f} | {goal} |")
+        values = [r.get(key + ("" if a == "default" else f"_{a}_allocator")) for a in allocators]
+        print(f"| {what} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + f" | {goal} |")
     print("\n| seconds (peak MB) | reference | svformer |\n|---|---|---|")
     for task, what in (("train", "training step"), ("infer", "clip")):
-        for alloc in ("default", "tuned"):
+        for alloc in allocators:
             a, b = rows[f"{task}_reference_{alloc}"], rows[f"{task}_svformer_{alloc}"]
             print(f"| {what}, {alloc} allocator | {a['seconds']:.2f} ({a['peak_mb']:.0f}) | "
                   f"{b['seconds']:.2f} ({b['peak_mb']:.0f}) |")

@@ -21,6 +21,8 @@ from typing import List, Optional
 
 import yaml
 
+from .cpu.allocator import ALLOCATORS, set_allocator
+
 
 # The process-wide C allocator setting the command applies (docs/performance.md has the measurement).
 DEFAULT_ALLOCATOR = "tuned"
@@ -343,9 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="svformer",
         description="SVFormer, a directly trained spiking video transformer (arXiv 2406.15034).",
     )
-    parser.add_argument("--allocator", choices=("default", "tuned"), default=DEFAULT_ALLOCATOR,
+    parser.add_argument("--allocator", choices=ALLOCATORS, default=DEFAULT_ALLOCATOR,
                         help="C allocator setting for this process: 'tuned' keeps freed large blocks in the heap "
-                             f"(svformer.cpu.allocator; default {DEFAULT_ALLOCATOR}, the faster one measured here)")
+                             f"(the faster, default {DEFAULT_ALLOCATOR}), 'lean' returns them to the system at once "
+                             "(the lowest peak, e.g. with activation checkpointing); svformer.cpu.allocator")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model as a config says (YAML + key=value overrides)",
@@ -497,10 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.allocator == "tuned":
-        from .cpu.allocator import tune_allocator
-
-        tune_allocator()
+    set_allocator(args.allocator)
     name = " ".join(filter(None, [args.command, getattr(args, "data_command", None)]))
     try:
         return args.func(args)

@@ -20,3 +20,34 @@ def test_the_command_applies_it_only_when_asked(monkeypatch):
     monkeypatch.setattr(allocator, "tune_allocator", lambda: calls.append(1) or True)
     assert main(["--allocator", "default", "list-models", "svformer_tiny"]) == 0 and calls == []
     assert main(["--allocator", "tuned", "list-models", "svformer_tiny"]) == 0 and calls == [1]
+    monkeypatch.setattr(allocator, "lean_allocator", lambda: calls.append(2) or True)
+    assert main(["--allocator", "lean", "list-models", "svformer_tiny"]) == 0 and calls == [1, 2]
+
+
+KEPT_AFTER_FREE = """
+import sys, torch
+from svformer.analysis.memory import resident_mb
+from svformer.cpu.allocator import set_allocator
+assert set_allocator(sys.argv[1])
+before = resident_mb("VmRSS")
+for _ in range(3):  # glibc raises its own threshold at the first large free: later blocks go to its heap
+    block = torch.ones(16 << 20, dtype=torch.uint8)
+    del block
+print(resident_mb("VmRSS") - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_lean_allocator_returns_freed_large_blocks():
+    def kept_mb(setting):
+        out = subprocess.run([sys.executable, "-c", KEPT_AFTER_FREE, setting], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return float(out.stdout)
+
+    assert kept_mb("default") >= 15 and kept_mb("tuned") >= 15  # a freed 16 MiB block stays resident
+    assert kept_mb("lean") < 4
+
+
+def test_unknown_allocator_setting():
+    with pytest.raises(ValueError, match="unknown allocator setting 'fast'"):
+        allocator.set_allocator("fast")

@@ -48,9 +48,15 @@ def test_benchmark_harness_writes_every_key(tmp_path):
     for key in ("memory_planner_error_none", "memory_planner_error_block"):
         assert math.isfinite(result[key]) and abs(result[key]) < 1, key  # a relative error, either sign
     assert result["inference_speedup_best"] == max(result["inference_speedup"], result["inference_speedup_onnx"])
-    assert result["streaming_latency_ms_p50"] == min(result["streaming_latency_ms_p50_pytorch"],
-                                                     result["streaming_latency_ms_p50_onnx"])
+    assert result["streaming_latency_ms_p50"] == min(result[f"streaming_latency_ms_p50_{runtime}"]
+                                                     for runtime in ("pytorch", "pytorch_compiled", "onnx"))
     for name, row in result["rows"].items():  # the dense part of a run is part of it (profiled runs, not the timed ones)
         if not any(kind in name for kind in ("onnx", "stream", "checkpoint")):  # rows profiled for dense time
             assert 0 < row["dense_seconds"] < 3 * row["seconds"], name
     assert (tmp_path / "bench.png").stat().st_size > 0
+    # One row under the lean allocator (a pass of its own with --allocator all/lean).
+    child = subprocess.run([sys.executable, str(script), "--child", "train", "checkpoint-block", "lean", "--frames", "2",
+                            "--size", "64", "--batch", "2", "--repeat", "1"], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr[-2000:]
+    row = json.loads(child.stdout.strip().splitlines()[-1])
+    assert row["peak_mb"] > 0 and row["seconds"] > 0

@@ -167,10 +167,9 @@ def _probe_main(spec: dict) -> None:
     """The probe process: build the model, train ``steps`` steps on random clips, print peak and idle MB."""
     import torch
 
-    if spec["allocator"] == "tuned":
-        from ..cpu.allocator import tune_allocator
+    from ..cpu.allocator import set_allocator
 
-        tune_allocator()
+    set_allocator(spec["allocator"])
     from ..data.transforms import one_hot
     from ..engine.trainer import train_step
     from ..models import create_model

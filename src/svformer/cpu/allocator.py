@@ -1,4 +1,4 @@
-"""Process-level settings that make CPU training faster: the C allocator.
+"""Process-level settings of the C allocator: faster CPU training, or a lower peak.
 
 A training step of SVFormer allocates and frees activations of tens to hundreds of MB. glibc's malloc
 serves blocks above its mmap threshold straight from the kernel and gives them back on free, so every
@@ -6,13 +6,22 @@ step the kernel maps and zeroes those pages again. Raising the mmap and trim thr
 blocks in the heap, where the next step reuses them. This is the same fix as running PyTorch under
 jemalloc/tcmalloc (Intel's CPU tuning guide), without needing either installed.
 
-The setting is process-wide, so the library never applies it on import: the `svformer` command does
-when ``--allocator tuned`` is given, scripts call `tune_allocator` themselves.
+The opposite trade, `lean_allocator`, lowers the peak instead: glibc serves blocks below its mmap
+threshold from its heap, and that threshold rises with every large block freed (up to 32 MiB), so the
+step's tensors of a few to 32 MiB end up in the heap, where free memory between live blocks stays
+resident. A fixed 4 MiB threshold maps every large block on its own and returns it when freed, so the
+resident peak is close to what the tensors hold; fresh pages then cost time, less when PyTorch maps
+them as transparent huge pages (``THP_MEM_ALLOC_ENABLE``).
+
+Settings are process-wide, so the library never applies one on import: the `svformer` command applies
+the one ``--allocator`` names, scripts call `set_allocator` (or the functions) themselves, before their
+first large tensor.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 from functools import lru_cache
 from typing import Optional
@@ -25,6 +34,11 @@ _M_MMAP_THRESHOLD = -3
 # is not trimmed below 2 GiB - 1 of free space (mallopt takes an int).
 MMAP_THRESHOLD = 1 << 30
 TRIM_THRESHOLD = (1 << 31) - 1
+# Lean: every block of 4 MiB or more mapped on its own (the paper model's feature maps and their gradients
+# are larger), kept out of the heap, whose free memory between live blocks would stay resident.
+LEAN_MMAP_THRESHOLD = 4 << 20
+
+ALLOCATORS = ("default", "tuned", "lean")
 
 
 @lru_cache(maxsize=None)
@@ -48,3 +62,26 @@ def tune_allocator() -> bool:
     if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def lean_allocator() -> bool:
+    """Map large blocks on their own and return them to the system when freed (glibc only): the lowest
+    peak resident memory, for a slower step (fresh pages every step). Returns whether it was applied.
+
+    Also asks PyTorch for transparent huge pages on large tensors (``THP_MEM_ALLOC_ENABLE``, unless the
+    environment sets it), which makes fresh pages cheaper where the kernel allows them; PyTorch reads it
+    at its first large tensor, so call this before.
+    """
+    mallopt = getattr(libc(), "mallopt", None)
+    if mallopt is None:
+        return False
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    return bool(mallopt(_M_MMAP_THRESHOLD, LEAN_MMAP_THRESHOLD))
+
+
+def set_allocator(name: str) -> bool:
+    """Apply the setting ``name`` (one of `ALLOCATORS`; 'default' changes nothing). Returns whether the
+    setting is in effect (False: not glibc)."""
+    if name not in ALLOCATORS:
+        raise ValueError(f"unknown allocator setting {name!r}; choose one of {ALLOCATORS}")
+    return {"default": lambda: True, "tuned": tune_allocator, "lean": lean_allocator}[name]()
