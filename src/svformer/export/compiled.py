@@ -24,10 +24,18 @@ from typing import List
 import torch
 import torch._inductor.config as inductor_config
 
+from ..models.layers import SABlock
 from ..models.svformer import SVFormer
-from .graph import StepGraph, inference_model
+from .graph import StepGraph, inference_model, neurons
 from .onnx import state_shapes
 from .runtime import check_frame
+
+
+def _map_states(graph_model: SVFormer) -> List[bool]:
+    """For each neuron state the step graph carries: whether it is a feature map (B, C, H, W) of the
+    convolutional stages, the local path or the head, rather than tokens of an attention block."""
+    in_tokens = {id(m) for block in graph_model.modules() if isinstance(block, SABlock) for m in block.modules()}
+    return [id(layer) not in in_tokens for layer in neurons(graph_model)]
 
 
 class CompiledStream:
@@ -45,6 +53,7 @@ class CompiledStream:
         self._compiled = torch.compile(self._graph, fullgraph=True)
         self._resets = [layer.dynamics.reset_value for layer in self._graph.layers]
         self._shapes = [s[1:] for s in state_shapes(graph_model, batch=1)]
+        self._maps = _map_states(graph_model)
         self._acc_shape = (model.num_features, 1, 1)
         self._device = next(graph_model.parameters()).device
         self.reset()
@@ -56,7 +65,12 @@ class CompiledStream:
 
     def _initial(self, b: int) -> List[torch.Tensor]:
         acc = torch.zeros(b, *self._acc_shape, device=self._device)
-        return [acc] + [torch.full((b, *s), r, device=self._device) for s, r in zip(self._shapes, self._resets)]
+        # Feature-map states channels-last, the layout of the convolutions' outputs that the fused loops
+        # add them to (a loop over two layouts reads one of them across the grain); the compiled graph
+        # returns them in that layout, so it holds from frame to frame.
+        return [acc] + [torch.full((b, *s), r, device=self._device).contiguous(
+            memory_format=torch.channels_last if is_map else torch.contiguous_format)
+            for s, r, is_map in zip(self._shapes, self._resets, self._maps)]
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
