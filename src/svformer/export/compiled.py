@@ -32,8 +32,9 @@ from .runtime import check_frame
 
 
 def _map_states(graph_model: SVFormer) -> List[bool]:
-    """For each neuron state the step graph carries: whether it is a feature map (B, C, H, W) of the
-    convolutional stages, the local path or the head, rather than tokens of an attention block."""
+    """For each neuron state the step graph carries: whether it is a (B, C, H, W) feature map (every neuron
+    outside the attention blocks: patch embeddings, convolutional blocks, local path, head) rather than
+    the tokens of an attention block."""
     in_tokens = {id(m) for block in graph_model.modules() if isinstance(block, SABlock) for m in block.modules()}
     return [id(layer) not in in_tokens for layer in neurons(graph_model)]
 
