@@ -29,6 +29,7 @@ import sys, torch
 from svformer.analysis.memory import resident_mb
 from svformer.cpu.allocator import set_allocator
 assert set_allocator(sys.argv[1])
+torch.ones(1 << 20, dtype=torch.uint8)  # PyTorch's threads and kernels started: only the blocks count below
 before = resident_mb("VmRSS")
 for _ in range(3):  # glibc raises its own threshold at the first large free: later blocks go to its heap
     block = torch.ones(16 << 20, dtype=torch.uint8)
@@ -45,7 +46,7 @@ def test_lean_allocator_returns_freed_large_blocks():
         return float(out.stdout)
 
     assert kept_mb("default") >= 15 and kept_mb("tuned") >= 15  # a freed 16 MiB block stays resident
-    assert kept_mb("lean") < 4
+    assert kept_mb("lean") < 8  # returned (less than half a block: libraries may still page in a little)
 
 
 def test_unknown_allocator_setting():
