@@ -383,6 +383,8 @@ def ab_table(result: dict, args) -> dict:
 
 
 def main():
+    from svformer.cpu.allocator import ALLOCATORS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=3, metavar=("TASK", "KIND", "ALLOCATOR"), help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=2)
@@ -390,7 +392,7 @@ def main():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--neuron-shape", type=int, nargs="+", default=[16, 8, 128, 56, 56])
-    parser.add_argument("--allocator", choices=("both", "all", "default", "tuned", "lean"), default="both",
+    parser.add_argument("--allocator", choices=("both", "all", *ALLOCATORS), default="both",
                         help="both: default and tuned; all: default, tuned and lean")
     parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
                         help="measure the bfloat16 autocast step (auto: only on CPUs with bfloat16 arithmetic)")
@@ -412,8 +414,7 @@ def main():
                       (1, 3, args.frames, args.size, args.size)).macs
     gflops = matmul_gflops()
     floor = 2 * macs / 1e9 / gflops
-    allocators = {"both": ("default", "tuned"), "all": ("default", "tuned", "lean")}.get(args.allocator,
-                                                                                         (args.allocator,))
+    allocators = {"both": ("default", "tuned"), "all": ALLOCATORS}.get(args.allocator, (args.allocator,))
     bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and native_bf16())
     tasks = ("train", "train_bf16", "infer") if bf16 else ("train", "infer")
     result = {"matmul_gflops": gflops, "dense_floor_seconds": floor, "cpu": cpu_name(),

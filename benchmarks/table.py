@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import sys
 
+from run import key_suffix
+from svformer.cpu.allocator import ALLOCATORS
+
 KEYS = [
     ("neuron_speedup", "PLIF forward+backward, spikingjelly / svformer", ">= 8"),
     ("train_step_speedup", "training step (paper model, batch 2), reference / svformer", ">= 3"),
@@ -23,10 +26,10 @@ def main(path: str) -> None:
     r = json.load(open(path))
     rows = r["rows"]
     print(f"{r['cpu']} ({r['cpu_capability']}), `{path}`:\n")
-    allocators = [a for a in ("default", "tuned", "lean") if f"train_svformer_{a}" in rows]
+    allocators = [a for a in ALLOCATORS if f"train_svformer_{a}" in rows]
     print("| | " + " | ".join(f"{a} allocator" for a in allocators) + " | goal |\n|" + "---|" * (len(allocators) + 2))
     for key, what, goal in KEYS:
-        values = [r.get(key + ("" if a == "default" else f"_{a}_allocator")) for a in allocators]
+        values = [r.get(key + key_suffix(a)) for a in allocators]
         print(f"| {what} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + f" | {goal} |")
     print("\n| seconds (peak MB) | reference | svformer |\n|---|---|---|")
     for task, what in (("train", "training step"), ("infer", "clip")):
