@@ -49,6 +49,26 @@ def test_lean_allocator_returns_freed_large_blocks():
     assert kept_mb("lean") < 8  # returned (less than half a block: libraries may still page in a little)
 
 
+LEAN_POOL = """
+import torch
+from svformer.cpu import pool
+from svformer.cpu.allocator import set_allocator
+x = torch.empty(4 << 20)
+pool.empty_like(x)
+assert pool.stats().blocks == 1
+set_allocator("lean")
+pool.empty_like(x)
+print(pool.stats().blocks)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_the_lean_setting_turns_the_buffer_pool_off():
+    out = subprocess.run([sys.executable, "-c", LEAN_POOL], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
+
+
 def test_unknown_allocator_setting():
     with pytest.raises(ValueError, match="unknown allocator setting 'fast'"):
         allocator.set_allocator("fast")

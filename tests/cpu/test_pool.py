@@ -91,6 +91,18 @@ def test_small_and_non_cpu_requests_bypass_the_pool(small_pool):
     assert small_pool.stats().blocks == 0
 
 
+def test_a_disabled_pool_serves_nothing_and_lets_go_of_its_blocks(small_pool):
+    held = small_pool.empty_like(torch.randn(2, N))
+    small_pool.empty_like(torch.randn(3, N))
+    small_pool.set_enabled(False)
+    assert small_pool.stats().blocks == 0
+    assert small_pool.empty_like(torch.randn(3, N)).numel() == 3 * N and small_pool.stats().requests == 2
+    held.fill_(1)  # a block in use stays valid: its tensor holds the memory
+    small_pool.set_enabled(True)
+    small_pool.empty_like(torch.randn(3, N))
+    assert small_pool.stats().blocks == 1
+
+
 def _train(use_pool: bool, steps=2):
     torch.manual_seed(0)
     model = create_model("svformer_tiny", embed_dim=(16, 32, 48, 64), depth=(1, 1, 1, 1), head_dim=16,

@@ -62,6 +62,24 @@ def test_observers_count_each_forward_once():
         [(r.name, r.dense, r.elements) for r in reference.records()]
 
 
+def test_hooks_run_between_units(monkeypatch):
+    from svformer.models import checkpointing
+    from svformer.snn.recompute import discarding, recomputing
+
+    calls = []
+    monkeypatch.setattr(checkpointing, "_between_units", [])
+    checkpointing.between_units(lambda: calls.append((discarding(), recomputing())))
+    checkpointing.between_units(checkpointing._between_units[0])  # registered once
+    model = create_model("svformer_tiny", num_frames=4, img_size=64, checkpointing="block").train()
+    model(torch.randn(2, 3, 4, 64, 64)).sum().backward()
+    # svformer_tiny's units: 4 patch embeddings, 2 conv blocks in two steps each, 3 attention blocks, the
+    # local path; each unit ends its first forward and starts its recomputation outside both passes.
+    assert calls == [(False, False)] * (2 * 12)
+    calls.clear()
+    model.eval()(torch.randn(2, 3, 4, 64, 64))
+    assert calls == []
+
+
 def test_evaluation_and_errors():
     model = create_model("svformer_tiny", num_frames=4, img_size=64, checkpointing="block").eval()
     plain = create_model("svformer_tiny", num_frames=4, img_size=64).eval()

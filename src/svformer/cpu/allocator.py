@@ -72,11 +72,25 @@ def lean_allocator() -> bool:
     environment sets it), which makes fresh pages cheaper where the kernel allows them; PyTorch reads it
     at its first large tensor, so call this before.
     """
-    mallopt = getattr(libc(), "mallopt", None)
+    from ..models.checkpointing import between_units
+    from . import pool
+
+    c = libc()
+    mallopt = getattr(c, "mallopt", None)
     if mallopt is None:
         return False
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    # svformer's buffer pool keeps freed blocks for the next step: the opposite of this setting, and at the
+    # peak most of what it holds is free (the blocks of the stages not running then).
+    pool.set_enabled(False)
+    # The heap's free memory between live small blocks, given back between checkpointed units: the
+    # memory of the unit that just ran is free then.
+    between_units(_trim_heap)
     return bool(mallopt(_M_MMAP_THRESHOLD, LEAN_MMAP_THRESHOLD))
+
+
+def _trim_heap() -> None:
+    libc().malloc_trim(0)
 
 
 def set_allocator(name: str) -> bool:

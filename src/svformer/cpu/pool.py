@@ -15,7 +15,8 @@ from step to step, else the smallest free block up to `MAX_SLACK` times its size
 shapes of several layers in turn rather than sit idle while the step works on other ones, which lowers
 the pool's share of the peak. A free block that has not been reused for
 `MAX_IDLE` requests is given back when the pool would otherwise grow (e.g. training blocks during a
-long evaluation with another batch size); `release` gives back every free block at once.
+long evaluation with another batch size); `release` gives back every free block at once, and
+`set_enabled(False)` turns the pool off (the lean allocator setting does: `allocator.lean_allocator`).
 
 Off the CPU (where PyTorch caches already), under torch.compile and for small tensors, `empty_like` is
 `torch.empty_like`.
@@ -74,6 +75,7 @@ class BufferPool:
 
     def __init__(self, max_idle: int = MAX_IDLE, min_bytes: int = MIN_BYTES):
         self.max_idle, self.min_bytes = max_idle, min_bytes
+        self.enabled = True
         self._blocks: Dict[int, List[_Block]] = {}
         self._requests = 0
         self._lock = threading.Lock()
@@ -89,7 +91,8 @@ class BufferPool:
 
     def _applies(self, device: torch.device, nbytes: int) -> bool:
         return (
-            device.type == "cpu"
+            self.enabled
+            and device.type == "cpu"
             and nbytes >= self.min_bytes
             and not torch.compiler.is_compiling()
         )
@@ -134,6 +137,15 @@ class BufferPool:
         with self._lock:
             return self._keep(lambda b: not b.free())
 
+    def set_enabled(self, enabled: bool) -> None:
+        """Whether the pool serves requests (it does by default). Disabled, every request is
+        `torch.empty_like`, and the pool lets go of all its blocks: the free ones go back now, those in
+        use when their last tensor is gone."""
+        with self._lock:
+            self.enabled = enabled
+            if not enabled:
+                self._blocks.clear()
+
     def stats(self) -> PoolStats:
         with self._lock:
             blocks = [b for bs in self._blocks.values() for b in bs]
@@ -153,6 +165,11 @@ def empty_like(t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Te
 def release() -> int:
     """Give the process pool's free blocks back to the system; returns the bytes released."""
     return _POOL.release()
+
+
+def set_enabled(enabled: bool) -> None:
+    """`BufferPool.set_enabled` on the process's pool."""
+    _POOL.set_enabled(enabled)
 
 
 def stats() -> PoolStats:

@@ -26,6 +26,22 @@ from ..snn.recompute import discarding_pass, recompute_pass
 
 MODES = ("none", "stage", "block")
 
+# Called between checkpointed units: after each unit's first forward and before its recomputation, the
+# moments when the memory of the unit that just ran is free (`between_units`).
+_between_units: List[Callable[[], None]] = []
+
+
+def between_units(fn: Callable[[], None]) -> None:
+    """Have ``fn()`` called between checkpointed units (e.g. to give freed memory back to the system:
+    `svformer.cpu.allocator.lean_allocator`). Registered once, it holds for the process."""
+    if fn not in _between_units:
+        _between_units.append(fn)
+
+
+def _unit_boundary() -> None:
+    for fn in _between_units:
+        fn()
+
 
 def _running_buffers(modules: List[nn.Module]) -> List[torch.Tensor]:
     return [b for m in modules for name, b in m.named_buffers(recurse=True)
@@ -43,8 +59,12 @@ def checkpointed(fn: Callable, modules: List[nn.Module], *args):
         try:
             if first[0]:
                 first[0] = False
-                with discarding_pass():
-                    return fn(*inputs)
+                try:
+                    with discarding_pass():
+                        return fn(*inputs)
+                finally:
+                    _unit_boundary()
+            _unit_boundary()
             buffers = _running_buffers(modules)
             saved = [b.clone() for b in buffers]
             try:  # also when PyTorch stops the recomputation early (an exception once it has what it needs)

@@ -106,8 +106,10 @@ class Mlp(nn.Module):
         self.norm2 = norm(dim, tokens)
 
     def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
-        x = _norm(self.norm1, self.fc1(self.act1(x)), t)
-        return _norm(self.norm2, self.fc2(self.act2(x)), t)
+        # One expression per neuron, so that no local name keeps the hidden BatchNorm output alive while
+        # fc2 runs: the neuron keeps what its backward needs, and the hidden maps are the largest.
+        spikes = self.act2(_norm(self.norm1, self.fc1(self.act1(x)), t))
+        return _norm(self.norm2, self.fc2(spikes), t)
 
 
 class Residual(nn.Module):
