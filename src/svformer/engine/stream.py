@@ -60,12 +60,14 @@ def model_name(clf: Classifier) -> str:
     return getattr(clf.model, "path", None) or "this checkpoint"
 
 
-def _is_device(source: str) -> bool:
-    return source.startswith("/dev/video")
-
-
-def _is_url(source: str) -> bool:
-    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source) is not None
+def _source_kind(source: str) -> str:
+    """'stdin' (``-``), 'url' (``scheme://...``), 'camera' (``/dev/video*``) or 'file' (a path: a file or
+    a named pipe)."""
+    if source == "-":
+        return "stdin"
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
+        return "url"
+    return "camera" if source.startswith("/dev/video") else "file"
 
 
 def read_frames(source: str) -> Iterator[np.ndarray]:
@@ -73,22 +75,23 @@ def read_frames(source: str) -> Iterator[np.ndarray]:
     standard input), in order, decoded one at a time."""
     import av
 
-    name = "standard input" if source == "-" else source
-    if source == "-" and sys.stdin.isatty():
+    kind = _source_kind(source)
+    name = "standard input" if kind == "stdin" else source
+    if kind == "stdin" and sys.stdin.isatty():
         raise ValueError("standard input is a terminal: pipe a video into it (e.g. ffmpeg ... -f nut - | svformer "
                          "stream MODEL -)")
-    if source != "-" and not _is_url(source):
+    if kind in ("file", "camera"):
         if os.path.isdir(source):
             raise ValueError(f"{source} is a folder; give a video file, a camera device, a URL or - (standard input)")
         if not os.path.exists(source):
-            raise FileNotFoundError(f"input not found: {source}" + (" (no such camera)" if _is_device(source) else ""))
+            raise FileNotFoundError(f"input not found: {source}" + (" (no such camera)" if kind == "camera" else ""))
     try:
-        if source == "-":
+        if kind == "stdin":
             container = av.open(sys.stdin.buffer)
-        elif _is_url(source):  # seconds to connect and between reads: a dead stream ends, it does not hang
+        elif kind == "url":  # seconds to connect and between reads: a dead stream ends, it does not hang
             container = av.open(source, timeout=10.0)
         else:
-            container = av.open(source, format="v4l2" if _is_device(source) else None)
+            container = av.open(source, format="v4l2" if kind == "camera" else None)
     except av.FFmpegError as e:
         raise ValueError(f"{name}: cannot be opened as video ({e})") from None
     with container:

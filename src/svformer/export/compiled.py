@@ -19,7 +19,7 @@ add in another order; tests/export/test_compiled_stream.py).
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, NamedTuple, Tuple
 
 import torch
 import torch._inductor.config as inductor_config
@@ -31,12 +31,25 @@ from .onnx import state_shapes
 from .runtime import check_frame
 
 
-def _map_states(graph_model: SVFormer) -> List[bool]:
-    """For each neuron state the step graph carries: whether it is a (B, C, H, W) feature map (every neuron
-    outside the attention blocks: patch embeddings, convolutional blocks, local path, head) rather than
-    the tokens of an attention block."""
+class _State(NamedTuple):
+    """One neuron state the step graph carries: its shape without the batch, its reset value and layout."""
+
+    shape: Tuple[int, ...]
+    reset: float
+    layout: torch.memory_format
+
+
+def _state_templates(graph_model: SVFormer) -> List[_State]:
+    """The neuron states in the order the step graph carries them. Feature maps (every neuron outside the
+    attention blocks: patch embeddings, convolutional blocks, local path, head) are channels-last, the
+    layout of the convolutions' outputs that the fused loops add them to (a loop over two layouts reads
+    one of them across the grain); the compiled graph returns them in that layout, so it holds from
+    frame to frame. An attention block's tokens keep the default layout."""
     in_tokens = {id(m) for block in graph_model.modules() if isinstance(block, SABlock) for m in block.modules()}
-    return [id(layer) not in in_tokens for layer in neurons(graph_model)]
+    shapes = state_shapes(graph_model, batch=1)
+    return [_State(tuple(shape[1:]), layer.dynamics.reset_value,
+                   torch.contiguous_format if id(layer) in in_tokens else torch.channels_last)
+            for layer, shape in zip(neurons(graph_model), shapes)]
 
 
 class CompiledStream:
@@ -52,9 +65,7 @@ class CompiledStream:
         self.num_frames, self.in_chans, self.img_size = model.num_frames, model.in_chans, model.img_size
         self._graph = StepGraph(graph_model).eval()
         self._compiled = torch.compile(self._graph, fullgraph=True)
-        self._resets = [layer.dynamics.reset_value for layer in self._graph.layers]
-        self._shapes = [s[1:] for s in state_shapes(graph_model, batch=1)]
-        self._maps = _map_states(graph_model)
+        self._templates = _state_templates(graph_model)
         self._acc_shape = (model.num_features, 1, 1)
         self._device = next(graph_model.parameters()).device
         self.reset()
@@ -66,12 +77,8 @@ class CompiledStream:
 
     def _initial(self, b: int) -> List[torch.Tensor]:
         acc = torch.zeros(b, *self._acc_shape, device=self._device)
-        # Feature-map states channels-last, the layout of the convolutions' outputs that the fused loops
-        # add them to (a loop over two layouts reads one of them across the grain); the compiled graph
-        # returns them in that layout, so it holds from frame to frame.
-        return [acc] + [torch.full((b, *s), r, device=self._device).contiguous(
-            memory_format=torch.channels_last if is_map else torch.contiguous_format)
-            for s, r, is_map in zip(self._shapes, self._resets, self._maps)]
+        return [acc] + [torch.full((b, *t.shape), t.reset, device=self._device).contiguous(memory_format=t.layout)
+                        for t in self._templates]
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
