@@ -20,7 +20,8 @@ option                what it does
 ``recompute_norm``    a BatchNorm output, or a residual sum of them, that a neuron reads is
                       recomputed in that neuron's backward instead of kept (`recipes`; needs
                       ``neurons`` and ``norm``)
-``pool``              large outputs recycled between steps instead of faulted in afresh (`pool`)
+``pool``              large outputs recycled between steps instead of faulted in afresh (`pool`;
+                      the lean allocator setting turns it off for the process)
 ====================  ==========================================================================
 
 Every CPU kernel checks where it runs: on other devices and under torch.compile it falls back to the
