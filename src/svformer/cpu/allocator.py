@@ -75,8 +75,7 @@ def lean_allocator() -> bool:
     from ..models.checkpointing import between_units
     from . import pool
 
-    c = libc()
-    mallopt = getattr(c, "mallopt", None)
+    mallopt = getattr(libc(), "mallopt", None)
     if mallopt is None:
         return False
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

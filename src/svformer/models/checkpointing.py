@@ -11,7 +11,8 @@ in the first forward:
   update the running ones a second time, so they are saved before it and restored after.
 
 Observers of the forward (`FiringRateMonitor`, operation counters) skip the recomputation
-(`snn.recompute.recomputing`).
+(`snn.recompute.recomputing`). Functions registered with `between_units` run between units, where the
+memory of the unit that just ran is free (the lean allocator setting gives it back to the system there).
 """
 from __future__ import annotations
 
