@@ -11,7 +11,9 @@ threshold from its heap, and that threshold rises with every large block freed (
 step's tensors of a few to 32 MiB end up in the heap, where free memory between live blocks stays
 resident. A fixed 4 MiB threshold maps every large block on its own and returns it when freed, so the
 resident peak is close to what the tensors hold; fresh pages then cost time, less when PyTorch maps
-them as transparent huge pages (``THP_MEM_ALLOC_ENABLE``).
+them as transparent huge pages (``THP_MEM_ALLOC_ENABLE``). The same setting turns svformer's own buffer
+pool off (`pool.set_enabled`) and, with activation checkpointing, gives the heap's free memory back
+between checkpointed units (`models.checkpointing.between_units`).
 
 Settings are process-wide, so the library never applies one on import: the `svformer` command applies
 the one ``--allocator`` names, scripts call `set_allocator` (or the functions) themselves, before their
@@ -70,7 +72,8 @@ def lean_allocator() -> bool:
 
     Also asks PyTorch for transparent huge pages on large tensors (``THP_MEM_ALLOC_ENABLE``, unless the
     environment sets it), which makes fresh pages cheaper where the kernel allows them; PyTorch reads it
-    at its first large tensor, so call this before.
+    at its first large tensor, so call this before. Turns the process's buffer pool off (`pool`), and
+    trims glibc's heap (``malloc_trim``) between checkpointed units. Process-wide and for good.
     """
     from ..models.checkpointing import between_units
     from . import pool
