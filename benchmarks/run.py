@@ -149,7 +149,7 @@ def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: in
             # train_bf16: mixed precision as the authors trained (autocast; bfloat16 is the CPU's half type)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=task == "train_bf16"):
                 loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
+            opt.zero_grad(set_to_none=False)  # as svformer's training step does on the CPU (`engine.trainer`)
             loss.backward()
             opt.step()
     else:

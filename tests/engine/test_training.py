@@ -135,3 +135,23 @@ def test_demo_writes_summary_and_prints_run_folder_last(tmp_path, capsys):
         assert key in data
     assert data == json.loads(json.dumps(summary))
     assert (tmp_path / "demo" / "plots" / "training.png").is_file()
+
+
+def test_cpu_training_steps_keep_the_gradients_where_the_first_step_put_them():
+    from svformer.engine.trainer import train_step
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    clips, targets = torch.randn(4, 2, 6), torch.softmax(torch.randn(4, 3), 1)
+    train_step(model, opt, clips, targets, None, torch.device("cpu"))
+    held = [p.grad for p in model.parameters()]
+    first = [p.grad.clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(clips.flip(0)), targets)
+    expected = torch.autograd.grad(loss, list(model.parameters()))
+    train_step(model, opt, clips.flip(0), targets, None, torch.device("cpu"))
+    # Zeroed and filled again in place (not freed and made anew), and holding this step's gradients only.
+    assert all(p.grad is g for p, g in zip(model.parameters(), held))
+    assert not any(torch.equal(p.grad, g) for p, g in zip(model.parameters(), first))
+    for p, g in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.grad, g)

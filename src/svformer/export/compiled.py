@@ -26,7 +26,7 @@ import torch._inductor.config as inductor_config
 
 from ..models.layers import SABlock
 from ..models.svformer import SVFormer
-from .graph import StepGraph, inference_model, neurons
+from .graph import StepGraph, inference_model
 from .onnx import state_shapes
 from .runtime import check_frame
 
@@ -39,17 +39,17 @@ class _State(NamedTuple):
     layout: torch.memory_format
 
 
-def _state_templates(graph_model: SVFormer) -> List[_State]:
-    """The neuron states in the order the step graph carries them. Feature maps (every neuron outside the
+def _state_templates(graph: StepGraph) -> List[_State]:
+    """The neuron states in the order ``graph`` carries them (its ``layers``). Feature maps (every neuron outside the
     attention blocks: patch embeddings, convolutional blocks, local path, head) are channels-last, the
     layout of the convolutions' outputs that the fused loops add them to (a loop over two layouts reads
     one of them across the grain); the compiled graph returns them in that layout, so it holds from
     frame to frame. An attention block's tokens keep the default layout."""
-    in_tokens = {id(m) for block in graph_model.modules() if isinstance(block, SABlock) for m in block.modules()}
-    shapes = state_shapes(graph_model, batch=1)
+    in_tokens = {id(m) for block in graph.model.modules() if isinstance(block, SABlock) for m in block.modules()}
+    shapes = state_shapes(graph.model, batch=1)
     return [_State(tuple(shape[1:]), layer.dynamics.reset_value,
                    torch.contiguous_format if id(layer) in in_tokens else torch.channels_last)
-            for layer, shape in zip(neurons(graph_model), shapes)]
+            for layer, shape in zip(graph.layers, shapes)]
 
 
 class CompiledStream:
@@ -65,7 +65,7 @@ class CompiledStream:
         self.num_frames, self.in_chans, self.img_size = model.num_frames, model.in_chans, model.img_size
         self._graph = StepGraph(graph_model).eval()
         self._compiled = torch.compile(self._graph, fullgraph=True)
-        self._templates = _state_templates(graph_model)
+        self._templates = _state_templates(self._graph)
         self._acc_shape = (model.num_features, 1, 1)
         self._device = next(graph_model.parameters()).device
         self.reset()
