@@ -12,6 +12,11 @@ zeroing freed memory again, which the tuned allocator removes for the reference 
 adds a third pass with `lean_allocator` (``svformer --allocator lean``: freed large blocks go back to
 the system at once, the lowest peaks).
 
+Rows that form a ratio are measured one after the other. ``--rounds N`` measures every row N times,
+each in a fresh process, the rounds interleaved (every other one in reverse order): on a machine whose
+speed drifts during a run (a shared VM) the medians of the rounds make steadier ratios than one process
+per row.
+
 Deployment rows (unless ``--no-onnx``): the paper model exported to ONNX (`svformer.export`, once per
 run) classifies a clip on ONNX Runtime, and three runtimes stream frame by frame (`StreamingSVFormer`,
 the step graph compiled by torch.compile, `CompiledStream`, and the exported step model on ONNX Runtime),
@@ -24,7 +29,7 @@ the option pays that much).
 
     python benchmarks/run.py [--json OUT.json] [--repeat 4] [--batch 2] [--frames 16] [--size 224]
         [--allocator both|all|default|tuned|lean] [--neuron-shape 16 8 128 56 56] [--plot OUT.png] [--bf16 auto|yes|no]
-        [--ab]
+        [--ab] [--rounds 1]
 
 Keys written (ratios reference/svformer, bigger is better, except memory: svformer/reference), all
 with the default allocator: neuron_speedup, train_step_speedup, train_peak_memory_ratio,
@@ -200,6 +205,38 @@ def _child(task, kind, allocator, args) -> dict:
     if out.returncode:
         raise SystemExit(f"benchmark child {task}/{kind}/{allocator} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_rows(runs: list, allocator: str, args) -> dict:
+    """Every (task, kind) of ``runs`` measured ``args.rounds`` times, each time in its own process. The
+    rounds are interleaved, every other one in reverse order, so that a drift of the machine's speed
+    during the run falls on all rows alike; a row holds the median of its rounds (and each round's
+    seconds, ``round_seconds``)."""
+    measured = {run: [] for run in runs}
+    for r in range(args.rounds):
+        for task, kind in runs if r % 2 == 0 else runs[::-1]:
+            row = _child(task, kind, allocator, args)
+            measured[(task, kind)].append(row)
+            print_row(task, kind, allocator, row, f"round {r + 1}" if args.rounds > 1 else "")
+    return {run: median_row(results) for run, results in measured.items()}
+
+
+def median_row(results: list) -> dict:
+    """The rounds of one row as one: the median of every number (the first round's other values)."""
+    row = dict(results[0])
+    for key, value in row.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[key] = statistics.median(r[key] for r in results)
+    if len(results) > 1:
+        row["round_seconds"] = [r["seconds"] for r in results]
+    return row
+
+
+def print_row(task: str, kind: str, allocator: str, row: dict, note: str = "") -> None:
+    print(f"{task:<12}{kind:<30}{allocator:<11}{row['seconds']:>9.3f}{row['peak_mb']:>9.0f}"
+          f"{row['first_seconds']:>9.3f}{row.get('dense_seconds', float('nan')):>9.3f}"
+          + (f"   p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms" if task == "stream" else "")
+          + (f"   {note}" if note else ""), flush=True)
 
 
 def key_suffix(allocator: str) -> str:
@@ -391,6 +428,9 @@ def main():
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every row this many times, each in its own process (interleaved); rows are "
+                             "the medians")
     parser.add_argument("--neuron-shape", type=int, nargs="+", default=[16, 8, 128, 56, 56])
     parser.add_argument("--allocator", choices=("both", "all", *ALLOCATORS), default="both",
                         help="both: default and tuned; all: default, tuned and lean")
@@ -419,7 +459,9 @@ def main():
     tasks = ("train", "train_bf16", "infer") if bf16 else ("train", "infer")
     result = {"matmul_gflops": gflops, "dense_floor_seconds": floor, "cpu": cpu_name(),
               "cpu_capability": torch_capability(), "rows": {}, "neuron": {}}
-    runs = [(task, kind) for task in tasks for kind in ("reference", "svformer")] + [("train", "checkpoint-block")]
+    # Each ratio's two rows next to each other, so that the machine's speed changes little between them.
+    runs = [(task, kind) for task in tasks for kind in ("reference", "svformer")]
+    runs.insert(runs.index(("train", "svformer")) + 1, ("train", "checkpoint-block"))
     if not args.no_onnx:
         import tempfile
 
@@ -430,14 +472,13 @@ def main():
     print(f"{'task':<12}{'implementation':<30}{'allocator':<11}{'seconds':>9}{'peak MB':>9}{'cold s':>9}"
           f"{'dense s':>9}")
     for allocator in allocators:
-        rows = {}
-        for task, kind in runs:
-            row = rows[(task, kind)] = _child(task, kind, allocator, args)
+        rows = measure_rows(runs, allocator, args)
+        if args.rounds > 1:
+            print(f"median of {args.rounds} rounds:")
+            for (task, kind), row in rows.items():
+                print_row(task, kind, allocator, row)
+        for (task, kind), row in rows.items():
             result["rows"][f"{task}_{kind}_{allocator}"] = row
-            print(f"{task:<12}{kind:<30}{allocator:<11}{row['seconds']:>9.3f}{row['peak_mb']:>9.0f}"
-                  f"{row['first_seconds']:>9.3f}{row.get('dense_seconds', float('nan')):>9.3f}"
-                  + (f"   p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms" if task == "stream" else ""),
-                  flush=True)
         neuron = result["neuron"][allocator] = _child("neuron", "-", allocator, args)
         for name, sec in neuron["seconds"].items():
             print(f"{'neuron':<12}{name:<30}{allocator:<11}{sec:>9.3f}", flush=True)
