@@ -407,7 +407,8 @@ def ab_table(result: dict, args) -> dict:
     table = {}
     print(f"\n{'switched off':<18}{'train step':>12}{'clip':>10}{'train peak':>12}   (variant / all on; > 1: it pays)")
     for kind in [f"no-{f.name}" for f in fields(Acceleration)] + ["plain"]:
-        rows = {task: _child(task, kind, "default", args) for task in ("train", "infer")}
+        measured = measure_rows([("train", kind), ("infer", kind)], "default", args)
+        rows = {task: row for (task, _), row in measured.items()}
         ratios = {"train_step": rows["train"]["seconds"] / base["train"]["seconds"],
                   "inference": rows["infer"]["seconds"] / base["infer"]["seconds"],
                   "train_peak": rows["train"]["peak_mb"] / base["train"]["peak_mb"],
