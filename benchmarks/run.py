@@ -443,6 +443,8 @@ def main():
     parser.add_argument("--json")
     parser.add_argument("--plot", help="write a bar chart of the ratios (PNG)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     sys.path.insert(0, HERE)
     if args.child:
         print(json.dumps(_run_child(*args.child, args)))
