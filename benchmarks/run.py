@@ -15,7 +15,7 @@ the system at once, the lowest peaks).
 Rows that form a ratio are measured one after the other. ``--rounds N`` measures every row N times,
 each in a fresh process, the rounds interleaved (every other one in reverse order): on a machine whose
 speed drifts during a run (a shared VM) the medians of the rounds make steadier ratios than one process
-per row.
+per row. The neuron rows stay one process per allocator, which times every neuron itself.
 
 Deployment rows (unless ``--no-onnx``): the paper model exported to ONNX (`svformer.export`, once per
 run) classifies a clip on ONNX Runtime, and three runtimes stream frame by frame (`StreamingSVFormer`,
@@ -430,8 +430,8 @@ def main():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1,
-                        help="measure every row this many times, each in its own process (interleaved); rows are "
-                             "the medians")
+                        help="measure every row (but the neuron's) this many times, each in its own process "
+                             "(interleaved); rows are the medians")
     parser.add_argument("--neuron-shape", type=int, nargs="+", default=[16, 8, 128, 56, 56])
     parser.add_argument("--allocator", choices=("both", "all", *ALLOCATORS), default="both",
                         help="both: default and tuned; all: default, tuned and lean")
