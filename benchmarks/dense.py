@@ -5,7 +5,8 @@ A model cannot run faster than its own convolutions and matrix products as this 
 amount of work on the neurons, BatchNorm and layout could reach. The run harness reports that bound
 next to each measured ratio.
 
-Counted: the outermost profiler events among `DENSE_OPS`, forward and backward (a dense op called
+Counted: the outermost profiler events among `DENSE_OPS` (with svformer's sparse products over spikes,
+the same layers' work done another way), forward and backward (a dense op called
 inside another one, e.g. `addmm` inside a convolution's fallback, is not counted twice). Not counted:
 the copies `matmul` makes of non-contiguous operands, bias-gradient reductions, the optimizer.
 The profiler adds a few microseconds per op, which is negligible against these ops (milliseconds) but
@@ -18,6 +19,7 @@ from typing import Callable, Iterable
 DENSE_OPS = frozenset({
     "aten::convolution", "aten::convolution_backward",
     "aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::addbmm",
+    "svformer::spike_conv",  # a convolution or linear layer over spikes computed sparsely (svformer.cpu.sparse)
 })
 
 

@@ -63,10 +63,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _model(kind: str, frames: int, size: int):
+def _model(kind: str, frames: int, size: int, run_dir: str = ""):
     """'reference' (the authors' setup), 'svformer' (default accelerations), 'plain' (none),
     'no-<option>' (the defaults with one acceleration off) or 'checkpoint-<stage|block>' (the defaults with
-    activation checkpointing)."""
+    activation checkpointing). svformer's models get the run's calibrated weights (`prepare_model`) when
+    ``run_dir`` holds them."""
     if kind == "reference":
         from reference_model import reference_model
 
@@ -74,12 +75,39 @@ def _model(kind: str, frames: int, size: int):
     from svformer import create_model
 
     if kind.startswith("checkpoint-"):
-        return create_model("svformer_paper", num_frames=frames, img_size=size, checkpointing=kind.split("-", 1)[1])
-    accelerate = {"svformer": True, "plain": False}.get(kind) if not kind.startswith("no-") else {kind[3:]: False}
-    return create_model("svformer_paper", num_frames=frames, img_size=size, accelerate=accelerate)
+        model = create_model("svformer_paper", num_frames=frames, img_size=size, checkpointing=kind.split("-", 1)[1])
+    else:
+        accelerate = {"svformer": True, "plain": False}.get(kind) if not kind.startswith("no-") else {kind[3:]: False}
+        model = create_model("svformer_paper", num_frames=frames, img_size=size, accelerate=accelerate)
+    weights = os.path.join(run_dir, MODEL_FILE) if run_dir else ""
+    if weights and os.path.exists(weights):
+        import torch
+
+        model.load_state_dict(torch.load(weights))
+    return model
 
 
-def stream_latency(kind: str, frames: int, size: int, onnx_dir: str, clips: int = 4) -> dict:
+MODEL_FILE = "model.pt"
+
+
+def prepare_model(frames: int, size: int, run_dir: str, rate: float) -> dict:
+    """The benchmark's paper model (random weights, seed 0) with its BatchNorms set so that its neurons fire
+    at ``rate`` in all (`activity.calibrate`; 0: left as initialised), saved in ``run_dir`` for every row's
+    process; returns the rate reached and each neuron layer's rate on the benchmark's clip."""
+    import torch
+
+    from activity import calibrate, firing_rates
+
+    torch.manual_seed(0)
+    model = _model("svformer", frames, size)
+    reached = calibrate(model, rate) if rate > 0 else None
+    torch.save(model.state_dict(), os.path.join(run_dir, MODEL_FILE))
+    torch.manual_seed(0)
+    layers = firing_rates(model, torch.randn(1, 3, frames, size, size))
+    return {"target": rate, "reached": reached, "layers": layers}
+
+
+def stream_latency(kind: str, frames: int, size: int, run_dir: str, clips: int = 4) -> dict:
     """Per-frame latency of streaming (batch 1): PyTorch's `StreamingSVFormer` ('svformer'), the compiled
     step graph ('compiled') or the exported step model on ONNX Runtime ('onnx'). The first clip warms up
     (and compiles); the rest are measured."""
@@ -90,15 +118,15 @@ def stream_latency(kind: str, frames: int, size: int, onnx_dir: str, clips: int 
     if kind == "onnx":
         from svformer.export.runtime import OnnxSVFormer
 
-        stream = OnnxSVFormer(os.path.join(onnx_dir, "step.onnx")).streamer()
+        stream = OnnxSVFormer(os.path.join(run_dir, "step.onnx")).streamer()
     elif kind == "compiled":
         from svformer.export.compiled import CompiledStream
 
-        stream = CompiledStream(_model("svformer", frames, size))
+        stream = CompiledStream(_model("svformer", frames, size, run_dir))
     else:
         from svformer import StreamingSVFormer
 
-        stream = StreamingSVFormer(_model(kind, frames, size).eval())
+        stream = StreamingSVFormer(_model(kind, frames, size, run_dir).eval())
     x = torch.randn(1, 3, frames, size, size)
     lat = []
     for _ in range(clips):
@@ -113,19 +141,19 @@ def stream_latency(kind: str, frames: int, size: int, onnx_dir: str, clips: int 
 
 
 def export_onnx_models(frames: int, size: int, folder: str) -> None:
-    """The paper model (random weights: speed does not depend on them) as clip.onnx and step.onnx."""
+    """The run's paper model (`prepare_model`) as clip.onnx and step.onnx in ``folder``."""
     import torch
 
     from svformer.export import export_onnx
 
     torch.manual_seed(0)
-    model = _model("svformer", frames, size).eval()
+    model = _model("svformer", frames, size, folder).eval()
     export_onnx(model, os.path.join(folder, "clip.onnx"))
     export_onnx(model, os.path.join(folder, "step.onnx"), kind="stream")
 
 
 def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: int, dense: bool = True,
-            onnx_dir: str = "") -> dict:
+            run_dir: str = "") -> dict:
     """Runs in a child process: median seconds of ``task``, this process's peak RSS in MB, the first
     (cold) run's seconds and the seconds of its convolutions and matrix products (`dense.profile_dense`,
     two more runs under the profiler).
@@ -136,14 +164,14 @@ def measure(task: str, kind: str, batch: int, frames: int, size: int, repeat: in
     import torch
 
     if task == "stream":
-        return stream_latency(kind, frames, size, onnx_dir)
+        return stream_latency(kind, frames, size, run_dir)
     torch.manual_seed(0)
     if kind == "onnx":
         from svformer.export.runtime import OnnxSVFormer
 
-        model = OnnxSVFormer(os.path.join(onnx_dir, "clip.onnx"))
+        model = OnnxSVFormer(os.path.join(run_dir, "clip.onnx"))
     else:
-        model = _model(kind, frames, size)
+        model = _model(kind, frames, size, run_dir)
     x = torch.randn(batch, 3, frames, size, size)
     if task in ("train", "train_bf16"):
         opt = torch.optim.AdamW(model.parameters(), 1e-4)
@@ -200,7 +228,7 @@ def peak_mb() -> float:
 def _child(task, kind, allocator, args) -> dict:
     cmd = [sys.executable, __file__, "--child", task, kind, allocator, "--batch", str(args.batch),
            "--frames", str(args.frames), "--size", str(args.size), "--repeat", str(args.repeat),
-           "--neuron-shape", *map(str, args.neuron_shape), "--onnx-dir", args.onnx_dir or ""]
+           "--neuron-shape", *map(str, args.neuron_shape), "--run-dir", args.run_dir or ""]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"benchmark child {task}/{kind}/{allocator} failed:\n{out.stderr}")
@@ -255,7 +283,7 @@ def _run_child(task, kind, allocator, args) -> dict:
 
         return neuron_run(tuple(args.neuron_shape), args.repeat)
     return measure(task, kind, args.batch, args.frames, args.size, args.repeat,
-                   dense=not kind.startswith(("no-", "plain", "onnx", "checkpoint")) and task != "stream", onnx_dir=args.onnx_dir)
+                   dense=not kind.startswith(("no-", "plain", "onnx", "checkpoint")) and task != "stream", run_dir=args.run_dir)
 
 
 def matmul_gflops() -> float:
@@ -439,7 +467,10 @@ def main():
                         help="measure the bfloat16 autocast step (auto: only on CPUs with bfloat16 arithmetic)")
     parser.add_argument("--ab", action="store_true", help="also measure each CPU acceleration switched off")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime and streaming rows")
-    parser.add_argument("--onnx-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--run-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--firing-rate", type=float, default=0.15,
+                        help="calibrate the paper model's BatchNorms so its neurons fire at this rate in all "
+                             "(sparse inference depends on it; 0: random weights as initialised)")
     parser.add_argument("--json")
     parser.add_argument("--plot", help="write a bar chart of the ratios (PNG)")
     args = parser.parse_args()
@@ -465,12 +496,17 @@ def main():
     # Each ratio's two rows next to each other, so that the machine's speed changes little between them.
     runs = [(task, kind) for task in tasks for kind in ("reference", "svformer")]
     runs.insert(runs.index(("train", "svformer")) + 1, ("train", "checkpoint-block"))
-    if not args.no_onnx:
-        import tempfile
+    import tempfile
 
-        args.onnx_dir = tempfile.mkdtemp(prefix="svformer-bench-")
-        print(f"exporting the paper model to ONNX in {args.onnx_dir} ...", flush=True)
-        export_onnx_models(args.frames, args.size, args.onnx_dir)
+    args.run_dir = tempfile.mkdtemp(prefix="svformer-bench-")
+    print(f"calibrating the paper model to fire at {args.firing_rate:.0%} ...", flush=True)
+    activity = result["firing_rates"] = prepare_model(args.frames, args.size, args.run_dir, args.firing_rate)
+    rates = sorted(activity["layers"].values())
+    print(f"neuron layers fire at {100 * rates[0]:.1f}-{100 * rates[-1]:.1f} % (median "
+          f"{100 * statistics.median(rates):.1f} %) on the benchmark clip", flush=True)
+    if not args.no_onnx:
+        print(f"exporting the paper model to ONNX in {args.run_dir} ...", flush=True)
+        export_onnx_models(args.frames, args.size, args.run_dir)
         runs += [("infer", "onnx"), ("stream", "svformer"), ("stream", "compiled"), ("stream", "onnx")]
     print(f"{'task':<12}{'implementation':<30}{'allocator':<11}{'seconds':>9}{'peak MB':>9}{'cold s':>9}"
           f"{'dense s':>9}")
@@ -500,10 +536,9 @@ def main():
     print(f"dense floor {floor:.3f} s per clip at {gflops:.0f} GFLOP/s (measured matmul)")
     print("dense s: seconds in convolutions and matrix products (profiled); *_bound: reference seconds / "
           "svformer's dense seconds, the most any other work could give")
-    if args.onnx_dir:
-        import shutil
+    import shutil
 
-        shutil.rmtree(args.onnx_dir, ignore_errors=True)
+    shutil.rmtree(args.run_dir, ignore_errors=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -75,7 +75,9 @@ def test_only_layers_that_read_spikes_get_the_kernel():
     assert "patch_embed1.proj" not in with_kernel and "patch_embed2.proj" in with_kernel  # pixels, then spikes
     assert {"blocks3.0.attn.kv_matmul", "blocks3.0.attn.q_matmul", "head_conv", "local.dwconv"} <= with_kernel
     assert "head" not in with_kernel  # reads the head BatchNorm's output
-    accelerate(model, {"compact_spikes": False})
+    accelerate(model, {"compact_spikes": False})  # inference still reads them sparsely, training plainly
+    assert all(m.kernel.inner is None for m in model.modules() if isinstance(m, SpikeInput) and m.kernel is not None)
+    accelerate(model, {"compact_spikes": False, "sparse_spikes": False})
     assert not any(isinstance(m, SpikeInput) and m.kernel is not None for m in model.modules())
 
 

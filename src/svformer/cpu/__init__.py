@@ -22,6 +22,9 @@ option                what it does
                       ``neurons`` and ``norm``)
 ``pool``              large outputs recycled between steps instead of faulted in afresh (`pool`;
                       the lean allocator setting turns it off for the process)
+``sparse_spikes``     without autograd (inference), layers that read spikes add up the weights of the
+                      spikes that fired instead of multiplying every input (`sparse`, C built on first
+                      use), when few enough fired; equal to the dense op up to float rounding
 ====================  ==========================================================================
 
 Every CPU kernel checks where it runs: on other devices and under torch.compile it falls back to the
@@ -51,6 +54,7 @@ class Acceleration:
     compact_spikes: bool = True
     recompute_norm: bool = True
     pool: bool = True
+    sparse_spikes: bool = True
 
     @classmethod
     def none(cls) -> "Acceleration":
@@ -97,6 +101,7 @@ def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True
     from ..models.layers import Residual
     from .norm import PerStepNormKernel
     from .recipes import Outputs, ResidualKernel
+    from .sparse import SparseKernel
 
     opts = Acceleration.resolve(options)
     alloc = opts.allocator()
@@ -111,7 +116,7 @@ def accelerate(model: nn.Module, options: Union[bool, Acceleration, dict] = True
             fast = opts.norm and m.batch_norm is F.batch_norm
             m.kernel = PerStepNormKernel(alloc, outputs) if fast else per_step_batch_norm
         elif isinstance(m, SpikeInput) and m.spike_input:
-            m.kernel = compact
+            m.kernel = SparseKernel(compact, alloc) if opts.sparse_spikes and binary else compact
         elif isinstance(m, Residual):
             m.kernel = None if outputs is None else ResidualKernel(outputs)
     if hasattr(model, "memory_format"):

@@ -73,14 +73,15 @@ def _compiler() -> list:
     return shlex.split(os.environ.get("CC") or "cc")
 
 
-def _build(real: str, openmp: bool) -> Path:
-    """The shared library for ``real`` (float or double), built once per source, compiler, type and OpenMP."""
-    source = SOURCE.read_bytes()
+def _build(real: str, openmp: bool, path: Path = SOURCE) -> Path:
+    """The shared library of the C file ``path`` for ``real`` (float or double), built once per source,
+    compiler, type and OpenMP."""
+    source = path.read_bytes()
     compiler = _compiler()
     flags = ["-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", f"-DREAL={real}"] + ["-fopenmp"] * openmp
     key = hashlib.sha256(source + repr((compiler, flags, sys.platform)).encode()).hexdigest()[:16]
     folder = Path(os.environ.get("SVFORMER_CACHE") or Path.home() / ".cache" / "svformer")
-    target = folder / f"neuron_loops_{real}_{key}.so"
+    target = folder / f"{path.stem}_{real}_{key}.so"
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,18 +89,18 @@ def _build(real: str, openmp: bool) -> Path:
     # a half-written library.
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         built = Path(tmp) / target.name
-        subprocess.run([*compiler, *flags, str(SOURCE), "-o", str(built)], check=True, capture_output=True,
+        subprocess.run([*compiler, *flags, str(path), "-o", str(built)], check=True, capture_output=True,
                        timeout=120)
         os.replace(built, target)
     return target
 
 
-def _load(real: str):
-    """The library built with OpenMP where that builds and loads, else without."""
+def _load(real: str, path: Path = SOURCE):
+    """The library of the C file ``path`` built with OpenMP where that builds and loads, else without."""
     try:
-        return ctypes.CDLL(str(_build(real, openmp=True)))
+        return ctypes.CDLL(str(_build(real, openmp=True, path=path)))
     except (OSError, subprocess.SubprocessError):
-        return ctypes.CDLL(str(_build(real, openmp=False)))
+        return ctypes.CDLL(str(_build(real, openmp=False, path=path)))
 
 
 def _library(dtype: torch.dtype):

@@ -1,0 +1,159 @@
+"""Inference of the layers that read spikes, computed from the spikes that fired only (`spike_matmul.c`).
+
+A convolution or linear layer right after a spiking neuron reads only 0s and 1s, and mostly 0s: a trained
+SVFormer's neurons fire at a few to a few tens of percent. Its output is then its bias plus the sum of the
+weight rows of the inputs that fired, so the work can be proportional to the spikes instead of the
+inputs. `SparseKernel` computes `models.layers.SpikeInput` convolutions (one group, no dilation, zero
+padding) and linear layers that way on the CPU, in float32, when autograd records nothing (evaluation,
+streaming, `svformer predict`). It counts the input's spikes first and runs the layer's dense op instead
+when more than `MAX_DENSITY` of the inputs fired (where dense products are faster), when the input holds
+anything but 0 and 1, when a convolution's input is not channels-last (the accelerated model's layout),
+under torch.compile and autocast, and on other devices and dtypes.
+
+The sums add the same numbers as the dense kernels in another order, so an output differs from the dense
+one by float rounding (a spike downstream can flip where a potential lies within that rounding of the
+threshold). The result does not depend on the number of threads: each output is summed by one thread,
+in the order of the inputs.
+"""
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import threading
+import warnings
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import compiled
+from .compact import _records
+
+SOURCE = compiled.SOURCE.with_name("spike_matmul.c")
+# Above this fraction of inputs firing, the dense products (matrix-multiply kernels at several times the
+# rate of sparse row additions) are faster: the two break even at about a quarter on AVX2 CPUs.
+MAX_DENSITY = 0.2
+# The name of a sparse product in the profiler's events.
+PROFILER_NAME = "svformer::spike_conv"
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _library():
+    """The loaded C library, or None where it cannot be built (warned once)."""
+    with _lock:
+        if "lib" not in _state:
+            try:
+                lib = compiled._load("float", SOURCE)
+            except (OSError, subprocess.SubprocessError) as e:
+                warnings.warn(f"svformer: could not build the sparse spike kernels ({e}); layers that read spikes "
+                              "run their dense ops", stacklevel=3)
+                lib = None
+            else:
+                p, i64 = ctypes.c_void_p, ctypes.c_int64
+                lib.spike_count.argtypes = [p, i64, p, ctypes.c_int]
+                lib.spike_count.restype = i64
+                lib.spike_conv.argtypes = [p, i64, i64, i64, i64, p, p, i64] + [i64] * 8 + [p, ctypes.c_int]
+                lib.spike_conv.restype = ctypes.c_int
+            _state["lib"] = lib
+        return _state["lib"]
+
+
+def available() -> bool:
+    """True if the C library is built (or can be)."""
+    return _library() is not None
+
+
+def _threads() -> int:
+    # A forked child cannot start GNU OpenMP threads its parent used (`compiled`): one thread there.
+    return 1 if compiled._forked else torch.get_num_threads()
+
+
+def sparse_enough(x: torch.Tensor, max_density: float = MAX_DENSITY) -> bool:
+    """True if the dense tensor ``x`` holds only 0 and 1, with at most ``max_density`` of it 1."""
+    other = ctypes.c_int64(0)
+    nonzero = _library().spike_count(x.data_ptr(), x.numel(), ctypes.byref(other), _threads())
+    return other.value == 0 and nonzero <= max_density * x.numel()
+
+
+def spike_conv(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor], kernel, stride, padding,
+               alloc: Callable = torch.empty_like) -> torch.Tensor:
+    """conv2d over spikes: ``x`` (N, H, W, C) contiguous (a channels-last map's memory), ``wt`` (kh, kw, C, M)
+    contiguous, ``bias`` (M,) or None -> (N, OH, OW, M) contiguous. Rows of a linear layer are the case
+    N = rows, H = W = 1, kernel 1."""
+    n, h, w, c = x.shape
+    m = wt.shape[-1]
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    y = alloc(torch.empty((), dtype=x.dtype).expand(n, oh, ow, m))  # contiguous, from the pool when large
+    with torch.profiler.record_function(PROFILER_NAME):
+        status = _library().spike_conv(x.data_ptr(), n, h, w, c, wt.data_ptr(),
+                                       None if bias is None else bias.data_ptr(), m, kh, kw, sh, sw, ph, pw, oh, ow,
+                                       y.data_ptr(), _threads())
+    if status != 0:
+        raise MemoryError("out of memory in the sparse spike kernel")
+    return y
+
+
+def _plain(layer: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """The layer's own op (a `SpikeInput` layer without a kernel)."""
+    if isinstance(layer, nn.Linear):
+        return F.linear(inputs[0], layer.weight, layer.bias)
+    if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
+        return layer._conv_forward(inputs[0], layer.weight, layer.bias)
+    return inputs[0] @ inputs[1]
+
+
+class SparseKernel:
+    """The kernel of a `SpikeInput` layer: sparse inference where it applies (module docstring), else
+    ``inner`` (another kernel, e.g. `compact.CompactKernel`), else the layer's own op. ``alloc(like)``
+    makes the outputs. The weights rearranged for the C kernel are kept per layer until they change."""
+
+    def __init__(self, inner: Optional[Callable] = None, alloc: Callable = torch.empty_like,
+                 max_density: float = MAX_DENSITY):
+        self.inner, self.alloc, self.max_density = inner, alloc, max_density
+        self._weights: dict = {}
+
+    def __call__(self, layer: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        y = self._sparse(layer, inputs[0]) if len(inputs) == 1 else None
+        if y is not None:
+            return y
+        return self.inner(layer, *inputs) if self.inner is not None else _plain(layer, *inputs)
+
+    def _applies(self, layer: nn.Module, x: torch.Tensor) -> bool:
+        if isinstance(layer, nn.Conv2d):
+            if (layer.groups != 1 or tuple(layer.dilation) != (1, 1) or layer.padding_mode != "zeros"
+                    or isinstance(layer.padding, str) or x.dim() != 4
+                    or not x.is_contiguous(memory_format=torch.channels_last)):
+                return False
+        elif not isinstance(layer, nn.Linear) or not x.is_contiguous():
+            return False
+        weight, bias = layer.weight, layer.bias
+        return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+                and (bias is None or bias.dtype == torch.float32) and not torch.compiler.is_compiling()
+                and not torch.is_autocast_enabled("cpu") and not _records(x, weight, bias) and available()
+                and x.numel() > 0 and sparse_enough(x, self.max_density))
+
+    def _rearranged(self, layer: nn.Module) -> torch.Tensor:
+        """The layer's weight as (kh, kw, C, M) (a linear layer's as (1, 1, K, M)), made again when it changed."""
+        weight = layer.weight
+        key = (weight.data_ptr(), weight._version)
+        kept = self._weights.get(id(layer))
+        if kept is None or kept[0] != key:
+            w = weight.detach()
+            wt = w.t().reshape(1, 1, *w.t().shape) if w.dim() == 2 else w.permute(2, 3, 1, 0)
+            kept = self._weights[id(layer)] = (key, wt.contiguous())
+        return kept[1]
+
+    def _sparse(self, layer: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
+        if not self._applies(layer, x):
+            return None
+        wt, bias = self._rearranged(layer), layer.bias
+        bias = None if bias is None else bias.detach().contiguous()
+        if isinstance(layer, nn.Linear):
+            rows = x.reshape(-1, 1, 1, x.shape[-1])
+            y = spike_conv(rows, wt, bias, (1, 1), (1, 1), (0, 0), self.alloc)
+            return y.reshape(*x.shape[:-1], wt.shape[-1])
+        y = spike_conv(x.permute(0, 2, 3, 1), wt, bias, layer.kernel_size, layer.stride, layer.padding, self.alloc)
+        return y.permute(0, 3, 1, 2)  # (N, M, OH, OW) channels-last, as the dense convolution returns it

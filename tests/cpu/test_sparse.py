@@ -1,0 +1,130 @@
+"""Sparse inference of the layers that read spikes (`cpu.sparse`): the dense ops' results to float rounding,
+in every shape the model uses and some it does not, the same bits for any thread count, and the dense op
+itself wherever the sparse kernel does not apply."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from svformer import SVFormer
+from svformer.cpu import sparse
+from svformer.cpu.sparse import SparseKernel
+from svformer.models.layers import SeqConv2d, SpikeInput, SpikeLinear
+
+pytestmark = pytest.mark.skipif(not sparse.available(), reason="no C compiler for the sparse kernels")
+
+# (layer, input shape): 1x1, the patch embeddings' 4x4 stride 2, odd sizes, kernels larger than the input
+# at the border, output channels below, at and between multiples of the 64-channel tile, no bias.
+CASES = [
+    (lambda: SeqConv2d(32, 64, 1, spike_input=True), (3, 32, 7, 9)),
+    (lambda: SeqConv2d(16, 100, 4, stride=2, padding=1, spike_input=True), (2, 16, 11, 10)),
+    (lambda: SeqConv2d(5, 7, 3, stride=1, padding=1, spike_input=True), (2, 5, 6, 5)),
+    (lambda: SeqConv2d(6, 130, (3, 5), stride=(2, 1), padding=(2, 0), bias=False, spike_input=True), (1, 6, 5, 8)),
+    (lambda: SeqConv2d(4, 8, 6, stride=4, padding=1, spike_input=True), (2, 4, 9, 13)),
+    (lambda: SpikeLinear(48, 192), (2, 3, 5, 48)),
+    (lambda: SpikeLinear(40, 24, bias=False), (7, 40)),
+]
+
+
+def _spikes(shape, rate, seed=0, maps=True):
+    """Spikes at ``rate``; 4-D ``maps`` channels-last, as the accelerated model stores them."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(shape, generator=g) < rate).float()
+    return x.contiguous(memory_format=torch.channels_last) if maps and x.dim() == 4 else x
+
+
+def _dense(layer, x):
+    return sparse._plain(layer, x)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("rate", [0.0, 0.05, 0.3])
+def test_sparse_equals_the_dense_op_to_rounding(case, rate):
+    make, shape = CASES[case]
+    torch.manual_seed(case)
+    layer = make()
+    x = _spikes(shape, rate, seed=case, maps=not isinstance(layer, SpikeLinear))
+    used = []
+    kernel = SparseKernel(max_density=1.0)  # at any density
+    original = sparse.spike_conv
+    with torch.no_grad():
+        try:
+            sparse.spike_conv = lambda *a, **k: used.append(1) or original(*a, **k)
+            y = kernel(layer, x)
+        finally:
+            sparse.spike_conv = original
+        want = _dense(layer, x)
+    assert used, "the sparse kernel did not run"
+    assert y.shape == want.shape and y.stride() == want.stride()
+    torch.testing.assert_close(y, want, rtol=0, atol=1e-6 * max(1.0, want.abs().max().item()))
+    if rate == 0.0:  # nothing fired: every output is the bias, exactly
+        bias = torch.zeros(want.shape[-1 if isinstance(layer, SpikeLinear) else 1]) if layer.bias is None else layer.bias
+        assert torch.equal(y, (bias.detach() if isinstance(layer, SpikeLinear) else bias.detach().view(-1, 1, 1)).expand_as(want))
+
+
+def test_same_bits_for_any_thread_count():
+    torch.manual_seed(0)
+    layer = SeqConv2d(32, 96, 4, stride=2, padding=1, spike_input=True)
+    x = _spikes((4, 32, 20, 20), 0.15)
+    threads = torch.get_num_threads()
+    outputs = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            with torch.no_grad():
+                outputs.append(SparseKernel()(layer, x))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(outputs[0], o) for o in outputs[1:])
+
+
+@pytest.mark.parametrize("why", ["dense", "not-binary", "grad", "layout", "groups", "float64"])
+def test_the_dense_op_wherever_sparse_does_not_apply(why):
+    torch.manual_seed(0)
+    layer = SeqConv2d(8, 16, 3, padding=1, groups=8 if why == "groups" else 1, spike_input=True)
+    x = _spikes((2, 8, 6, 6), 0.5 if why == "dense" else 0.1)
+    if why == "not-binary":
+        x = x * 0.5
+    elif why == "layout":
+        x = x.contiguous()
+    elif why == "float64":
+        layer, x = layer.double(), x.double()
+    calls = []
+    original = sparse.spike_conv
+    try:
+        sparse.spike_conv = lambda *a, **k: calls.append(1) or original(*a, **k)
+        with torch.set_grad_enabled(why == "grad"):
+            y = SparseKernel()(layer, x)
+    finally:
+        sparse.spike_conv = original
+    assert not calls
+    with torch.no_grad():
+        assert torch.equal(y, _dense(layer, x))
+
+
+def test_model_uses_it_for_inference_only():
+    """Evaluation of an accelerated model runs its spike-reading layers sparsely; training does not, and
+    the logits of the two inference paths agree to rounding on a model whose potentials are far from the
+    threshold (so that no rounding flips a spike)."""
+    torch.manual_seed(0)
+    small = dict(embed_dim=(16, 32, 48, 64), depth=(1, 1, 1, 1), head_dim=16, img_size=32, num_frames=2)
+    model = SVFormer(num_classes=5, **small)
+    layers = [m for m in model.modules() if isinstance(m, SpikeInput) and m.spike_input]
+    assert layers and all(isinstance(m.kernel, SparseKernel) for m in layers)
+    calls = []
+    original = sparse.spike_conv
+    x = torch.randn(2, 3, 2, 32, 32)
+    try:
+        sparse.spike_conv = lambda *a, **k: calls.append(1) or original(*a, **k)
+        model.train()
+        model(x).sum().backward()
+        assert not calls
+        model.eval()
+        with torch.inference_mode():
+            y = model(x)
+        assert calls
+    finally:
+        sparse.spike_conv = original
+    dense = SVFormer(num_classes=5, accelerate={"sparse_spikes": False}, **small)
+    dense.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(y, dense.eval()(x), rtol=1e-5, atol=1e-5)
