@@ -3,20 +3,25 @@
 Dense layers cost the same whatever their inputs hold, but svformer's sparse inference (`svformer.cpu.sparse`)
 does work in proportion to the spikes, so an inference benchmark is honest only at a realistic firing rate.
 With random weights and fresh BatchNorms, the paper model's neurons barely fire (well under 1 % past the
-first stage), which would flatter the sparse kernels. `calibrate` sets every BatchNorm's running
-statistics from a clip (as a trained model's hold its data's) and one shift ``beta`` for all of them,
-found by bisection so that the model's neurons fire at ``rate`` of their outputs in all (counted over
-every neuron's output elements, so the large early stages weigh most, as they do in the work). Layers
-then fire at different rates around it, as trained ones do; `firing_rates` reports them.
+first stage), which would flatter the sparse kernels. `calibrate` gives every neuron layer a target rate:
+its BatchNorms' running statistics become a random clip's (as a trained model's hold its data's), and for
+each neuron in call order, the shift (beta) of the last BatchNorm before it - the one that normalises its
+input, or the last one added into the residual stream it reads - is set by bisection so that the neuron
+fires at that rate. Neurons whose last BatchNorm is already another's (the attention's K and V after Q,
+the attention output) keep the rate they get. `firing_rates` reports each layer's rate on another clip.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from svformer.snn.neuron import BaseNeuron
 from svformer.snn.norm import TimeBatchNorm
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the neuron being calibrated has fired."""
 
 
 @torch.no_grad()
@@ -33,45 +38,83 @@ def firing_rates(model, clip: torch.Tensor) -> Dict[str, float]:
     return {name: sum(s for s, _ in c) / sum(n for _, n in c) for name, c in counts.items()}
 
 
-def overall_rate(model, clip: torch.Tensor) -> float:
-    """Spikes over outputs of all neuron layers together on ``clip``."""
-    counts: list = []
-    hooks = [m.register_forward_hook(lambda m, i, out: counts.append((float(out.sum()), out.numel())))
-             for m in model.modules() if isinstance(m, BaseNeuron)]
+def _knobs(model, clip: torch.Tensor) -> List[Tuple[str, BaseNeuron, Optional[TimeBatchNorm]]]:
+    """(name, neuron, its knob) in call order: the last BatchNorm called before the neuron, unless an
+    earlier neuron has it already (then None)."""
+    order: list = []
+    hooks = [m.register_forward_hook(lambda m, i, o, name=name: order.append((name, m)))
+             for name, m in model.named_modules() if isinstance(m, (BaseNeuron, TimeBatchNorm))]
     try:
         with torch.no_grad():
             model.eval()(clip)
     finally:
         for h in hooks:
             h.remove()
-    return sum(s for s, _ in counts) / sum(n for _, n in counts)
+    knobs, last, taken, seen = [], None, set(), set()
+    for name, m in order:
+        if isinstance(m, TimeBatchNorm):
+            last = m
+        elif name not in seen:
+            seen.add(name)
+            free = last is not None and id(last) not in taken
+            knobs.append((name, m, last if free else None))
+            if free:
+                taken.add(id(last))
+    return knobs
 
 
 @torch.no_grad()
-def _set_norms(model, beta: float, clip: torch.Tensor) -> None:
+def _rate_of(model, neuron: BaseNeuron, clip: torch.Tensor) -> float:
+    """``neuron``'s rate on ``clip``, the BatchNorms normalising with the clip's statistics (the model's
+    other modules in evaluation); the pass stops after the neuron."""
+    seen: list = []
+
+    def stop(m, i, out):
+        seen.append(float(out.float().mean()))
+        raise _Stop
+
+    hook = neuron.register_forward_hook(stop)
+    try:
+        model(clip)
+    except _Stop:
+        pass
+    finally:
+        hook.remove()
+    return seen[0]
+
+
+@torch.no_grad()
+def calibrate(model, rate: float = 0.15, seed: int = 1, steps: int = 7, span: Tuple[float, float] = (-2.0, 4.0)) -> dict:
+    """Set ``model``'s BatchNorms (see the module docstring) so each neuron fires at ``rate`` on a random
+    clip of seed ``seed`` (bisection over ``steps`` shifts in ``span``). Returns each calibrated neuron's
+    rate reached on that clip. Leaves the model in evaluation mode."""
+    g = torch.Generator().manual_seed(seed)
+    clip = torch.randn(1, model.in_chans, model.num_frames, *model.img_size, generator=g)
     norms = [m for m in model.modules() if isinstance(m, TimeBatchNorm)]
     momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.bias.fill_(beta)
-        m.momentum = 1.0  # the running statistics become this clip's
-    model.train()(clip)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
+    knobs = _knobs(model, clip)
     model.eval()
-
-
-def calibrate(model, rate: float = 0.15, seed: int = 1, steps: int = 8) -> float:
-    """Set ``model``'s BatchNorms (see the module docstring) so its neurons fire at ``rate`` in all on a
-    pair of random clips of seed ``seed``; returns the rate reached (bisection over ``steps`` shifts)."""
-    g = torch.Generator().manual_seed(seed)
-    clip = torch.randn(2, model.in_chans, model.num_frames, *model.img_size, generator=g)  # 2: the head BN trains
-    lo, hi = -1.0, 2.0
-    for _ in range(steps):
-        beta = (lo + hi) / 2
-        _set_norms(model, beta, clip)
-        if overall_rate(model, clip) < rate:
-            lo = beta
-        else:
-            hi = beta
-    _set_norms(model, (lo + hi) / 2, clip)
-    return overall_rate(model, clip)
+    for m in norms:
+        m.train()  # batch statistics: the clip's
+    reached = {}
+    try:
+        for name, neuron, knob in knobs:
+            if knob is None:
+                continue
+            lo, hi = span
+            for _ in range(steps):
+                knob.bias.fill_((lo + hi) / 2)
+                if _rate_of(model, neuron, clip) < rate:
+                    lo = (lo + hi) / 2
+                else:
+                    hi = (lo + hi) / 2
+            knob.bias.fill_((lo + hi) / 2)
+            reached[name] = _rate_of(model, neuron, clip)
+        for m in norms:
+            m.momentum = 1.0  # the running statistics become the clip's
+        model(clip)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()
+    return reached

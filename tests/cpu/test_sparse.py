@@ -3,7 +3,6 @@ in every shape the model uses and some it does not, the same bits for any thread
 itself wherever the sparse kernel does not apply."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from svformer import SVFormer
 from svformer.cpu import sparse
