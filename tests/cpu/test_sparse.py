@@ -60,6 +60,15 @@ def test_sparse_equals_the_dense_op_to_rounding(case, rate):
         assert torch.equal(y, (bias.detach() if isinstance(layer, SpikeLinear) else bias.detach().view(-1, 1, 1)).expand_as(want))
 
 
+def test_any_layout_gives_the_same_bits():
+    """Streaming's frames are NCHW: copied to channels-last for the kernel, summed in the same order."""
+    torch.manual_seed(0)
+    layer = SeqConv2d(16, 70, 4, stride=2, padding=1, spike_input=True)
+    x = _spikes((1, 16, 12, 12), 0.1)
+    with torch.no_grad():
+        assert torch.equal(SparseKernel()(layer, x), SparseKernel()(layer, x.contiguous()))
+
+
 def test_same_bits_for_any_thread_count():
     torch.manual_seed(0)
     layer = SeqConv2d(32, 96, 4, stride=2, padding=1, spike_input=True)
@@ -76,15 +85,13 @@ def test_same_bits_for_any_thread_count():
     assert all(torch.equal(outputs[0], o) for o in outputs[1:])
 
 
-@pytest.mark.parametrize("why", ["dense", "not-binary", "grad", "layout", "groups", "float64"])
+@pytest.mark.parametrize("why", ["dense", "not-binary", "grad", "groups", "float64"])
 def test_the_dense_op_wherever_sparse_does_not_apply(why):
     torch.manual_seed(0)
     layer = SeqConv2d(8, 16, 3, padding=1, groups=8 if why == "groups" else 1, spike_input=True)
     x = _spikes((2, 8, 6, 6), 0.5 if why == "dense" else 0.1)
     if why == "not-binary":
         x = x * 0.5
-    elif why == "layout":
-        x = x.contiguous()
     elif why == "float64":
         layer, x = layer.double(), x.double()
     calls = []
@@ -127,3 +134,14 @@ def test_model_uses_it_for_inference_only():
     dense.load_state_dict(model.state_dict())
     with torch.inference_mode():
         torch.testing.assert_close(y, dense.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_firing_rate_is_judged_on_a_sample():
+    x = _spikes((4, 64, 32, 32), 0.12, maps=False)
+    assert sparse.sparse_enough(x, 0.15) and not sparse.sparse_enough(x, 0.09)
+    assert sparse.sparse_enough(x, 0.15, every=1) and not sparse.sparse_enough(x, 0.09, every=1)
+    runs = x.view(-1, 64)
+    runs[1::16] = 1.0  # dense where the sample does not look (runs 0, 16, 32, ...): only a full count sees it
+    assert sparse.sparse_enough(x, 0.15) and not sparse.sparse_enough(x, 0.15, every=1)
+    runs[0, 3] = 2.0  # a value that is no spike, in the sample
+    assert not sparse.sparse_enough(x, 1.0)

@@ -1,14 +1,14 @@
 """Inference of the layers that read spikes, computed from the spikes that fired only (`spike_matmul.c`).
 
-A convolution or linear layer right after a spiking neuron reads only 0s and 1s, and mostly 0s: a trained
-SVFormer's neurons fire at a few to a few tens of percent. Its output is then its bias plus the sum of the
+A convolution or linear layer right after a spiking neuron reads only 0s and 1s, often mostly 0s: a
+trained model's neurons fire at a few to a few tens of percent. Its output is then its bias plus the sum of the
 weight rows of the inputs that fired, so the work can be proportional to the spikes instead of the
 inputs. `SparseKernel` computes `models.layers.SpikeInput` convolutions (one group, no dilation, zero
 padding) and linear layers that way on the CPU, in float32, when autograd records nothing (evaluation,
-streaming, `svformer predict`). It counts the input's spikes first and runs the layer's dense op instead
-when more than `MAX_DENSITY` of the inputs fired (where dense products are faster), when the input holds
-anything but 0 and 1, when a convolution's input is not channels-last (the accelerated model's layout),
-under torch.compile and autocast, and on other devices and dtypes.
+streaming, `svformer predict`). It estimates the input's firing rate from a sample and runs the layer's
+dense op instead when more than `MAX_DENSITY` of the inputs fired (where dense products are faster), when
+the sample holds anything but 0 and 1, under torch.compile and autocast, and on other devices and dtypes. A convolution's
+input is read channels-last (the accelerated model's layout; another one is copied first).
 
 The sums add the same numbers as the dense kernels in another order, so an output differs from the dense
 one by float rounding (a spike downstream can flip where a potential lies within that rounding of the
@@ -34,6 +34,9 @@ SOURCE = compiled.SOURCE.with_name("spike_matmul.c")
 # Above this fraction of inputs firing, the dense products (matrix-multiply kernels at several times the
 # rate of sparse row additions) are faster: the two break even at about a quarter on AVX2 CPUs.
 MAX_DENSITY = 0.2
+# The firing rate is estimated from one run of 64 inputs in this many (a pass over every input would cost as
+# much as the product itself saves on a layer that then runs dense).
+SAMPLE_EVERY = 16
 # The name of a sparse product in the profiler's events.
 PROFILER_NAME = "svformer::spike_conv"
 _lock = threading.Lock()
@@ -52,7 +55,7 @@ def _library():
                 lib = None
             else:
                 p, i64 = ctypes.c_void_p, ctypes.c_int64
-                lib.spike_count.argtypes = [p, i64, p, ctypes.c_int]
+                lib.spike_count.argtypes = [p, i64, i64, p, p, ctypes.c_int]
                 lib.spike_count.restype = i64
                 lib.spike_conv.argtypes = [p, i64, i64, i64, i64, p, p, i64] + [i64] * 8 + [p, ctypes.c_int]
                 lib.spike_conv.restype = ctypes.c_int
@@ -70,11 +73,15 @@ def _threads() -> int:
     return 1 if compiled._forked else torch.get_num_threads()
 
 
-def sparse_enough(x: torch.Tensor, max_density: float = MAX_DENSITY) -> bool:
-    """True if the dense tensor ``x`` holds only 0 and 1, with at most ``max_density`` of it 1."""
-    other = ctypes.c_int64(0)
-    nonzero = _library().spike_count(x.data_ptr(), x.numel(), ctypes.byref(other), _threads())
-    return other.value == 0 and nonzero <= max_density * x.numel()
+def sparse_enough(x: torch.Tensor, max_density: float = MAX_DENSITY, every: int = SAMPLE_EVERY) -> bool:
+    """True if a sample of the dense tensor ``x`` (one run of 64 elements in every ``every``; all of it for
+    1) holds only 0 and 1, with at most ``max_density`` of it 1. A sample, because the decision is made
+    for every call and must cost little next to the product; it is about speed only (`SparseKernel` needs
+    spikes: its inputs come from svformer's neurons, whose outputs are 0 and 1)."""
+    counted, other = ctypes.c_int64(0), ctypes.c_int64(0)
+    nonzero = _library().spike_count(x.data_ptr(), x.numel(), every, ctypes.byref(counted), ctypes.byref(other),
+                                     _threads())
+    return other.value == 0 and nonzero <= max_density * counted.value
 
 
 def spike_conv(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor], kernel, stride, padding,
@@ -124,8 +131,7 @@ class SparseKernel:
     def _applies(self, layer: nn.Module, x: torch.Tensor) -> bool:
         if isinstance(layer, nn.Conv2d):
             if (layer.groups != 1 or tuple(layer.dilation) != (1, 1) or layer.padding_mode != "zeros"
-                    or isinstance(layer.padding, str) or x.dim() != 4
-                    or not x.is_contiguous(memory_format=torch.channels_last)):
+                    or isinstance(layer.padding, str) or x.dim() != 4):
                 return False
         elif not isinstance(layer, nn.Linear) or not x.is_contiguous():
             return False
@@ -155,5 +161,7 @@ class SparseKernel:
             rows = x.reshape(-1, 1, 1, x.shape[-1])
             y = spike_conv(rows, wt, bias, (1, 1), (1, 1), (0, 0), self.alloc)
             return y.reshape(*x.shape[:-1], wt.shape[-1])
-        y = spike_conv(x.permute(0, 2, 3, 1), wt, bias, layer.kernel_size, layer.stride, layer.padding, self.alloc)
-        return y.permute(0, 3, 1, 2)  # (N, M, OH, OW) channels-last, as the dense convolution returns it
+        # The kernel reads (N, H, W, C): a channels-last map as it is, another one copied (streaming's frames).
+        y = spike_conv(x.permute(0, 2, 3, 1).contiguous(), wt, bias, layer.kernel_size, layer.stride, layer.padding,
+                       self.alloc)
+        return y.permute(0, 3, 1, 2)  # (N, M, OH, OW) channels-last, as a dense convolution of such input returns

@@ -21,16 +21,23 @@
 #define MC 64 /* output channels per register tile: 8 AVX registers */
 #define RB 16 /* output positions per block: their lists are built once for all tiles */
 
-/* Nonzero elements of x[0, size), and in *other how many are neither 0 nor 1. */
-int64_t spike_count(const float* x, int64_t size, int64_t* other, int threads) {
-    int64_t nonzero = 0, bad = 0;
+/* Nonzero elements among a sample of x[0, size): runs of SAMPLE elements, one in every `every` runs (all
+   of x for every = 1). *counted gets the sample's size, *other how many of it are neither 0 nor 1. */
+#define SAMPLE 64
+int64_t spike_count(const float* x, int64_t size, int64_t every, int64_t* counted, int64_t* other, int threads) {
+    int64_t runs = (size + SAMPLE - 1) / SAMPLE, nonzero = 0, bad = 0, seen = 0;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) reduction(+ : nonzero, bad) schedule(static)
+#pragma omp parallel for num_threads(threads) reduction(+ : nonzero, bad, seen) schedule(static)
 #endif
-    for (int64_t i = 0; i < size; i++) {
-        nonzero += x[i] != 0.0f;
-        bad += (x[i] != 0.0f) & (x[i] != 1.0f);
+    for (int64_t r = 0; r < runs; r += every) {
+        int64_t end = (r + 1) * SAMPLE < size ? (r + 1) * SAMPLE : size;
+        for (int64_t i = r * SAMPLE; i < end; i++) {
+            nonzero += x[i] != 0.0f;
+            bad += (x[i] != 0.0f) & (x[i] != 1.0f);
+        }
+        seen += end - r * SAMPLE;
     }
+    *counted = seen;
     *other = bad;
     return nonzero;
 }
