@@ -84,7 +84,8 @@ def _rate_of(model, neuron: BaseNeuron, clip: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def calibrate(model, rate: float = 0.15, seed: int = 1, steps: int = 7, span: Tuple[float, float] = (-2.0, 4.0)) -> dict:
+def calibrate(model, rate: float = 0.15, seed: int = 1, steps: int = 7,
+              span: Tuple[float, float] = (-2.0, 4.0)) -> dict:
     """Set ``model``'s BatchNorms (see the module docstring) so each neuron fires at ``rate`` on a random
     clip of seed ``seed`` (bisection over ``steps`` shifts in ``span``). Returns each calibrated neuron's
     rate reached on that clip. Leaves the model in evaluation mode."""

@@ -283,7 +283,8 @@ def _run_child(task, kind, allocator, args) -> dict:
 
         return neuron_run(tuple(args.neuron_shape), args.repeat)
     return measure(task, kind, args.batch, args.frames, args.size, args.repeat,
-                   dense=not kind.startswith(("no-", "plain", "onnx", "checkpoint")) and task != "stream", run_dir=args.run_dir)
+                   dense=not kind.startswith(("no-", "plain", "onnx", "checkpoint")) and task != "stream",
+                   run_dir=args.run_dir)
 
 
 def matmul_gflops() -> float:

@@ -56,8 +56,9 @@ def test_sparse_equals_the_dense_op_to_rounding(case, rate):
     assert y.shape == want.shape and y.stride() == want.stride()
     torch.testing.assert_close(y, want, rtol=0, atol=1e-6 * max(1.0, want.abs().max().item()))
     if rate == 0.0:  # nothing fired: every output is the bias, exactly
-        bias = torch.zeros(want.shape[-1 if isinstance(layer, SpikeLinear) else 1]) if layer.bias is None else layer.bias
-        assert torch.equal(y, (bias.detach() if isinstance(layer, SpikeLinear) else bias.detach().view(-1, 1, 1)).expand_as(want))
+        linear = isinstance(layer, SpikeLinear)
+        bias = torch.zeros(want.shape[-1 if linear else 1]) if layer.bias is None else layer.bias.detach()
+        assert torch.equal(y, (bias if linear else bias.view(-1, 1, 1)).expand_as(want))
 
 
 def test_any_layout_gives_the_same_bits():

@@ -1,14 +1,15 @@
 """Inference of the layers that read spikes, computed from the spikes that fired only (`spike_matmul.c`).
 
 A convolution or linear layer right after a spiking neuron reads only 0s and 1s, often mostly 0s: a
-trained model's neurons fire at a few to a few tens of percent. Its output is then its bias plus the sum of the
-weight rows of the inputs that fired, so the work can be proportional to the spikes instead of the
-inputs. `SparseKernel` computes `models.layers.SpikeInput` convolutions (one group, no dilation, zero
-padding) and linear layers that way on the CPU, in float32, when autograd records nothing (evaluation,
-streaming, `svformer predict`). It estimates the input's firing rate from a sample and runs the layer's
-dense op instead when more than `MAX_DENSITY` of the inputs fired (where dense products are faster), when
-the sample holds anything but 0 and 1, under torch.compile and autocast, and on other devices and dtypes. A convolution's
-input is read channels-last (the accelerated model's layout; another one is copied first).
+trained model's neurons fire at a few to a few tens of percent. Its output is then its bias plus the sum
+of the weight rows of the inputs that fired, so the work can be proportional to the spikes instead of
+the inputs. `SparseKernel` computes `models.layers.SpikeInput` convolutions (one group, no dilation,
+zero padding) and linear layers that way on the CPU, in float32, when autograd records nothing
+(evaluation, streaming, `svformer predict`). It estimates the input's firing rate from a sample and runs
+the layer's dense op instead when more than `MAX_DENSITY` of the inputs fired (where dense products are
+faster), when the sample holds anything but 0 and 1, under torch.compile and autocast, and on other
+devices and dtypes. A convolution's input is read channels-last (the accelerated model's layout; another
+one is copied first).
 
 The sums add the same numbers as the dense kernels in another order, so an output differs from the dense
 one by float rounding (a spike downstream can flip where a potential lies within that rounding of the
