@@ -12,10 +12,14 @@ zeroing freed memory again, which the tuned allocator removes for the reference 
 adds a third pass with `lean_allocator` (``svformer --allocator lean``: freed large blocks go back to
 the system at once, the lowest peaks).
 
-Rows that form a ratio are measured one after the other. ``--rounds N`` measures every row N times,
-each in a fresh process, the rounds interleaved (every other one in reverse order): on a machine whose
-speed drifts during a run (a shared VM) the medians of the rounds make steadier ratios than one process
-per row. The neuron rows stay one process per allocator, which times every neuron itself.
+The paper model's weights are random, its BatchNorms calibrated first so that each neuron layer fires at
+``--firing-rate`` (default 15 %; `activity.py`): svformer's sparse inference depends on it, dense work
+does not.
+
+Rows that form a ratio are measured one after the other. ``--rounds N`` measures every row N times, each
+in a fresh process, the rounds interleaved (every other one in reverse order): on a machine whose speed
+drifts during a run (a shared VM) the medians of the rounds make steadier ratios than one process per
+row. The neuron rows stay one process per allocator, which times every neuron itself.
 
 Deployment rows (unless ``--no-onnx``): the paper model exported to ONNX (`svformer.export`, once per
 run) classifies a clip on ONNX Runtime, and three runtimes stream frame by frame (`StreamingSVFormer`,
@@ -91,9 +95,9 @@ MODEL_FILE = "model.pt"
 
 
 def prepare_model(frames: int, size: int, run_dir: str, rate: float) -> dict:
-    """The benchmark's paper model (random weights, seed 0) with its BatchNorms set so that its neurons fire
-    at ``rate`` in all (`activity.calibrate`; 0: left as initialised), saved in ``run_dir`` for every row's
-    process; returns the rate reached and each neuron layer's rate on the benchmark's clip."""
+    """The benchmark's paper model (random weights, seed 0) with its BatchNorms set so that each neuron layer
+    fires at ``rate`` (`activity.calibrate`; 0: left as initialised), saved in ``run_dir`` for every row's
+    process; returns the rates reached on the calibration clip and each layer's rate on the benchmark's."""
     import torch
 
     from activity import calibrate, firing_rates
@@ -470,7 +474,7 @@ def main():
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime and streaming rows")
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     parser.add_argument("--firing-rate", type=float, default=0.15,
-                        help="calibrate the paper model's BatchNorms so its neurons fire at this rate in all "
+                        help="calibrate the paper model's BatchNorms so each neuron layer fires at this rate "
                              "(sparse inference depends on it; 0: random weights as initialised)")
     parser.add_argument("--json")
     parser.add_argument("--plot", help="write a bar chart of the ratios (PNG)")
