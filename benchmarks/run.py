@@ -65,6 +65,8 @@ import textwrap
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The run's calibrated paper model in its folder (`prepare_model`), which every row's process loads.
+MODEL_FILE = "model.pt"
 
 
 def _model(kind: str, frames: int, size: int, run_dir: str = ""):
@@ -89,9 +91,6 @@ def _model(kind: str, frames: int, size: int, run_dir: str = ""):
 
         model.load_state_dict(torch.load(weights))
     return model
-
-
-MODEL_FILE = "model.pt"
 
 
 def prepare_model(frames: int, size: int, run_dir: str, rate: float) -> dict:

@@ -116,12 +116,12 @@ def _plain(layer: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
 class SparseKernel:
     """The kernel of a `SpikeInput` layer: sparse inference where it applies (module docstring), else
     ``inner`` (another kernel, e.g. `compact.CompactKernel`), else the layer's own op. ``alloc(like)``
-    makes the outputs. The weights rearranged for the C kernel are kept per layer until they change."""
+    makes the outputs. The weights rearranged for the C kernel are kept until they (or the layer) change."""
 
     def __init__(self, inner: Optional[Callable] = None, alloc: Callable = torch.empty_like,
                  max_density: float = MAX_DENSITY):
         self.inner, self.alloc, self.max_density = inner, alloc, max_density
-        self._weights: dict = {}
+        self._kept: Optional[tuple] = None  # (layer, weight memory, weight version), rearranged weight
 
     def __call__(self, layer: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
         y = self._sparse(layer, inputs[0]) if len(inputs) == 1 else None
@@ -145,13 +145,12 @@ class SparseKernel:
     def _rearranged(self, layer: nn.Module) -> torch.Tensor:
         """The layer's weight as (kh, kw, C, M) (a linear layer's as (1, 1, K, M)), made again when it changed."""
         weight = layer.weight
-        key = (weight.data_ptr(), weight._version)
-        kept = self._weights.get(id(layer))
-        if kept is None or kept[0] != key:
+        key = (id(layer), weight.data_ptr(), weight._version)
+        if self._kept is None or self._kept[0] != key:
             w = weight.detach()
             wt = w.t().reshape(1, 1, *w.t().shape) if w.dim() == 2 else w.permute(2, 3, 1, 0)
-            kept = self._weights[id(layer)] = (key, wt.contiguous())
-        return kept[1]
+            self._kept = (key, wt.contiguous())
+        return self._kept[1]
 
     def _sparse(self, layer: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
         if not self._applies(layer, x):

@@ -64,7 +64,8 @@ static int32_t active(const float* x, int64_t h, int64_t w, int64_t c, int64_t k
     return count;
 }
 
-/* out[0, mc) = bias[0, mc) (or 0) + the sum of wt rows list[0, count), starting at column offset. */
+/* out[0, mc) = bias[0, mc) (or 0) + the sum of the rows list[0, count) of wt (row stride m), first mc
+   columns; callers pass wt, bias and out already offset to their tile's first column. */
 static void tile(const int32_t* list, int32_t count, const float* wt, int64_t m, const float* bias, int64_t mc,
                  float* out) {
     float acc[MC];
