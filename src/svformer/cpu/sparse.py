@@ -18,11 +18,12 @@ in the order of the inputs.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import subprocess
 import threading
 import warnings
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -32,15 +33,19 @@ from . import compiled
 from .compact import _records
 
 SOURCE = compiled.SOURCE.with_name("spike_matmul.c")
-# Above this fraction of inputs firing, the dense products (matrix-multiply kernels at several times the
-# rate of sparse row additions) are faster: the two break even at about a quarter on AVX2 CPUs.
-MAX_DENSITY = 0.2
+# Above this fraction of inputs firing, the dense products (matrix-multiply kernels at a few times the rate
+# of sparse row additions) may be faster: the two break even at 0.4 for most of SVFormer's layers on an
+# AVX2 CPU, beyond 0.6 for the last patch embedding.
+MAX_DENSITY = 0.3
 # The firing rate is estimated from one run of 64 inputs in this many (a pass over every input would cost as
 # much as the product itself saves on a layer that then runs dense).
 SAMPLE_EVERY = 16
 # The name of a sparse product in the profiler's events.
 PROFILER_NAME = "svformer::spike_conv"
+# Output channels per tile of the rearranged weights (MC in the C file).
+TILE = 64
 _lock = threading.Lock()
+_no_event = contextlib.nullcontext()
 _state: dict = {}
 
 
@@ -85,23 +90,116 @@ def sparse_enough(x: torch.Tensor, max_density: float = MAX_DENSITY, every: int 
     return other.value == 0 and nonzero <= max_density * counted.value
 
 
-def spike_conv(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor], kernel, stride, padding,
+def spike_conv(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor], m: int, stride, padding,
                alloc: Callable = torch.empty_like) -> torch.Tensor:
-    """conv2d over spikes: ``x`` (N, H, W, C) contiguous (a channels-last map's memory), ``wt`` (kh, kw, C, M)
-    contiguous, ``bias`` (M,) or None -> (N, OH, OW, M) contiguous. Rows of a linear layer are the case
-    N = rows, H = W = 1, kernel 1."""
+    """conv2d over spikes: ``x`` (N, H, W, C) contiguous (a channels-last map's memory), ``wt`` the weight of
+    ``m`` output channels as `rearranged` makes it, ``bias`` (M,) or None -> (N, OH, OW, M) contiguous. Rows
+    of a linear layer are the case N = rows, H = W = 1, kernel 1."""
     n, h, w, c = x.shape
-    m = wt.shape[-1]
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    (kh, kw), (sh, sw), (ph, pw) = wt.shape[1:3], stride, padding
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    y = alloc(torch.empty((), dtype=x.dtype).expand(n, oh, ow, m))  # contiguous, from the pool when large
-    with torch.profiler.record_function(PROFILER_NAME):
+    shape = (n, oh, ow, m)
+    # Contiguous, from the pool when large (``alloc``).
+    y = torch.empty(shape) if alloc is torch.empty_like else alloc(torch.empty((), dtype=x.dtype).expand(shape))
+    # Named in the profiler's events; the event costs more than a small product, so only while profiling.
+    with torch.profiler.record_function(PROFILER_NAME) if torch.autograd.profiler._is_profiler_enabled else _no_event:
         status = _library().spike_conv(x.data_ptr(), n, h, w, c, wt.data_ptr(),
                                        None if bias is None else bias.data_ptr(), m, kh, kw, sh, sw, ph, pw, oh, ow,
                                        y.data_ptr(), _threads())
     if status != 0:
         raise MemoryError("out of memory in the sparse spike kernel")
     return y
+
+
+def _product(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor], m: int, conv: bool, stride=(1, 1),
+             padding=(0, 0), alloc: Callable = torch.empty_like) -> torch.Tensor:
+    """A layer's output by `spike_conv`. A convolution (``conv``): ``x`` (N, C, H, W) -> (N, M, OH, OW)
+    channels-last, as a dense convolution of channels-last input returns it; a linear layer: contiguous
+    ``x`` (..., K) -> (..., M) contiguous. ``wt``: the weight as `rearranged` makes it."""
+    if conv:
+        # The kernel reads (N, H, W, C): a channels-last map as it is, another one copied (streaming's frames).
+        y = spike_conv(x.permute(0, 2, 3, 1).contiguous(), wt, bias, m, tuple(stride), tuple(padding), alloc)
+        return y.permute(0, 3, 1, 2)
+    y = spike_conv(x.reshape(-1, 1, 1, x.shape[-1]), wt, bias, m, (1, 1), (0, 0), alloc)
+    return y.reshape(*x.shape[:-1], m)
+
+
+def rearranged(weight: torch.Tensor) -> torch.Tensor:
+    """A convolution's weight (M, C, kh, kw) (a linear layer's (M, K): kh = kw = 1) as the rows `spike_conv`
+    adds: (tiles, kh, kw, C, TILE) contiguous, tile t holding output channels [t TILE, t TILE + TILE), zeros
+    past M (each tile's rows are one block of memory)."""
+    w = weight.reshape(*weight.shape, 1, 1) if weight.dim() == 2 else weight
+    m = w.shape[0]
+    tiles = -(-m // TILE)
+    padded = F.pad(w, (0, 0, 0, 0, 0, 0, 0, tiles * TILE - m))  # (tiles TILE, C, kh, kw)
+    return padded.reshape(tiles, TILE, *w.shape[1:]).permute(0, 3, 4, 2, 1).contiguous()
+
+
+def spike_product(x: torch.Tensor, weight: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor],
+                  stride: List[int], padding: List[int], max_density: float) -> torch.Tensor:
+    """``torch.ops.svformer.spike_product``: a `SpikeInput` convolution (``weight`` 4-d) or linear layer (2-d)
+    as one op of a torch.compile graph: `spike_conv` where a sample of ``x`` says it is sparse enough
+    (`sparse_enough`), else the dense op. ``wt`` is ``rearranged(weight)`` (a constant the frozen graph
+    computes once). Outputs as `_product`'s in both cases: the compiled graph is planned for one layout.
+    No autograd (inference graphs only)."""
+    conv = weight.dim() == 4
+    x = x if conv else x.contiguous()
+    if (available() and x.device.type == "cpu" and x.dtype == wt.dtype == torch.float32 and x.numel() > 0
+            and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
+            and sparse_enough(x, max_density)):
+        return _product(x, wt, bias, weight.shape[0], conv, stride, padding)
+    if not conv:
+        return F.linear(x, weight, bias)
+    y = F.conv2d(x, weight, bias, stride, padding)
+    like = _product_like(x, weight, stride, padding)
+    return y if y.stride() == like.stride() else like.copy_(y)
+
+
+def _product_like(x: torch.Tensor, weight: torch.Tensor, stride, padding) -> torch.Tensor:
+    """An empty (N, M, OH, OW) tensor with the strides of `_product`'s convolution output."""
+    (n, _, h, w), (m, _, kh, kw) = x.shape, weight.shape
+    oh, ow = (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1
+    return x.new_empty(n, oh, ow, m).permute(0, 3, 1, 2)
+
+
+# Registered with the dispatcher directly rather than by torch.library.custom_op, whose Python wrappers cost
+# more per call than a small layer's product.
+_ops = torch.library.Library("svformer", "DEF")
+_ops.define("spike_product(Tensor x, Tensor weight, Tensor wt, Tensor? bias, int[] stride, int[] padding, "
+            "float max_density) -> Tensor")
+_ops.impl("spike_product", spike_product, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("svformer::spike_product", lib=_ops)
+def _(x, weight, wt, bias, stride, padding, max_density):
+    if weight.dim() == 4:
+        return _product_like(x, weight, stride, padding)
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+
+def graph_applies(layer: nn.Module) -> bool:
+    """Whether `GraphKernel` computes ``layer`` (the layer types and arguments `spike_conv` covers)."""
+    if isinstance(layer, nn.Conv2d):
+        return (layer.groups == 1 and tuple(layer.dilation) == (1, 1) and layer.padding_mode == "zeros"
+                and not isinstance(layer.padding, str))
+    return isinstance(layer, nn.Linear)
+
+
+class GraphKernel:
+    """The kernel of a `SpikeInput` layer in an inference graph for torch.compile (`export.compiled`): the
+    layer as one `spike_product` op (sparse or dense, decided per call at run time). Only for layers
+    `graph_applies` takes, in graphs without autograd; the weights are the graph's constants."""
+
+    def __init__(self, max_density: float = MAX_DENSITY):
+        self.max_density = max_density
+
+    def __call__(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        conv = isinstance(layer, nn.Conv2d)
+        stride, padding = (list(layer.stride), list(layer.padding)) if conv else ([1, 1], [0, 0])
+        # The dense op reads channels-last maps: a weight in that layout is not converted on every call.
+        weight = layer.weight.contiguous(memory_format=torch.channels_last) if conv else layer.weight
+        return torch.ops.svformer.spike_product(x, weight, rearranged(layer.weight), layer.bias, stride, padding,
+                                                self.max_density)
 
 
 def _plain(layer: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
@@ -143,25 +241,18 @@ class SparseKernel:
                 and x.numel() > 0 and sparse_enough(x, self.max_density))
 
     def _rearranged(self, layer: nn.Module) -> torch.Tensor:
-        """The layer's weight as (kh, kw, C, M) (a linear layer's as (1, 1, K, M)), made again when it changed."""
+        """The layer's weight as `rearranged` makes it, made again when it changed."""
         weight = layer.weight
         key = (id(layer), weight.data_ptr(), weight._version)
         if self._kept is None or self._kept[0] != key:
-            w = weight.detach()
-            wt = w.t().reshape(1, 1, *w.t().shape) if w.dim() == 2 else w.permute(2, 3, 1, 0)
-            self._kept = (key, wt.contiguous())
+            self._kept = (key, rearranged(weight.detach()))
         return self._kept[1]
 
     def _sparse(self, layer: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
         if not self._applies(layer, x):
             return None
-        wt, bias = self._rearranged(layer), layer.bias
-        bias = None if bias is None else bias.detach().contiguous()
-        if isinstance(layer, nn.Linear):
-            rows = x.reshape(-1, 1, 1, x.shape[-1])
-            y = spike_conv(rows, wt, bias, (1, 1), (1, 1), (0, 0), self.alloc)
-            return y.reshape(*x.shape[:-1], wt.shape[-1])
-        # The kernel reads (N, H, W, C): a channels-last map as it is, another one copied (streaming's frames).
-        y = spike_conv(x.permute(0, 2, 3, 1).contiguous(), wt, bias, layer.kernel_size, layer.stride, layer.padding,
-                       self.alloc)
-        return y.permute(0, 3, 1, 2)  # (N, M, OH, OW) channels-last, as a dense convolution of such input returns
+        bias = None if layer.bias is None else layer.bias.detach().contiguous()
+        m, wt = layer.weight.shape[0], self._rearranged(layer)
+        if isinstance(layer, nn.Conv2d):
+            return _product(x, wt, bias, m, True, layer.stride, layer.padding, alloc=self.alloc)
+        return _product(x, wt, bias, m, False, alloc=self.alloc)

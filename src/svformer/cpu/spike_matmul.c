@@ -1,12 +1,17 @@
 /* Convolutions and linear layers over spike inputs, computed from the active inputs only (`sparse.py`).
 
    A spike input holds only 0 and 1, so an output is its bias plus the sum of the weight rows of the inputs
-   that fired: for each output position, the kernel lists the active inputs of its receptive field once,
-   then adds their weight rows, MC output channels at a time, in the order of the list (increasing input
-   index). Work is proportional to the number of spikes instead of the number of inputs. Each output is
-   summed by one thread in that fixed order, so the result is the same for any number of threads.
+   that fired. The kernel first lists the channels that fired at each input pixel (once per pixel, however
+   many receptive fields hold it); an output position's list of active weight rows is then its pixels'
+   lists with their offsets in the kernel window, in increasing row order. The rows are added MC output
+   channels at a time, in the order of the list, a chunk of KC rows at a time so that the chunk stays in
+   cache while every position of a block adds from it (a partial sum is stored and reloaded exactly, so
+   chunking does not change the additions). Work is proportional to the number of spikes instead of the
+   number of inputs. Each output is summed by one thread in that fixed order, so the result is the same
+   for any number of threads.
 
-   Layouts: input x (n, h, w, c) (channels last); weights wt (kh, kw, c, m); bias (m) or NULL; output y
+   Layouts: input x (n, h, w, c) (channels last); weights wt (tiles, k, MC): tile t holds output channels
+   [t MC, t MC + MC) of the rows (kh, kw, c) flattened to k, zero past m; bias (m) or NULL; output y
    (n, oh, ow, m). A linear layer is the case kh = kw = h = 1.
 */
 #include <stdint.h>
@@ -18,8 +23,9 @@
 #define SPIKE_X86 1
 #endif
 
-#define MC 64 /* output channels per register tile: 8 AVX registers */
-#define RB 16 /* output positions per block: their lists are built once for all tiles */
+#define MC 64  /* output channels per register tile: 8 AVX registers */
+#define RB 32  /* output positions per block: they share each chunk of weight rows */
+#define KC 128 /* weight rows per chunk: 32 KB of one tile */
 
 /* Nonzero elements among a sample of x[0, size): runs of SAMPLE elements, one in every `every` runs (all
    of x for every = 1). *counted gets the sample's size, *other how many of it are neither 0 nor 1. */
@@ -42,9 +48,64 @@ int64_t spike_count(const float* x, int64_t size, int64_t every, int64_t* counte
     return nonzero;
 }
 
-/* Active inputs of output position r (weight-row indices, increasing); returns their number. */
-static int32_t active(const float* x, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t sh,
-                      int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow, int64_t r, int32_t* list) {
+/* The channels of one pixel px[0, c) that are not 0, increasing, into out; returns their number. */
+static int32_t pixel_list(const float* px, int64_t c, int32_t* out) {
+    int32_t count = 0;
+    for (int64_t ch = 0; ch < c; ch++) { /* branch-free: a spike is a coin flip to a predictor */
+        out[count] = (int32_t)ch;
+        count += px[ch] != 0.0f;
+    }
+    return count;
+}
+
+#ifdef SPIKE_X86
+/* `pixel_list` eight channels at a time: the lanes that fired are packed to the front by a permutation
+   looked up from their mask, and the next store starts after them. */
+static int32_t pack_table[256][8];
+static void pack_table_init(void) {
+    for (int mask = 0; mask < 256; mask++) {
+        int n = 0;
+        for (int lane = 0; lane < 8; lane++)
+            if (mask >> lane & 1) pack_table[mask][n++] = lane;
+        while (n < 8) pack_table[mask][n++] = 0;
+    }
+}
+
+__attribute__((target("avx2"))) static int32_t pixel_list_avx2(const float* px, int64_t c, int32_t* out) {
+    int32_t count = 0;
+    int64_t ch = 0;
+    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (; ch + 8 <= c; ch += 8) {
+        __m256 v = _mm256_loadu_ps(px + ch);
+        int mask = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        __m256i perm = _mm256_loadu_si256((const __m256i*)pack_table[mask]);
+        __m256i idx = _mm256_add_epi32(_mm256_permutevar8x32_epi32(lanes, perm), _mm256_set1_epi32((int)ch));
+        _mm256_storeu_si256((__m256i*)(out + count), idx); /* count <= ch: within out[0, c) */
+        count += __builtin_popcount((unsigned)mask);
+    }
+    for (; ch < c; ch++) {
+        out[count] = (int32_t)ch;
+        count += px[ch] != 0.0f;
+    }
+    return count;
+}
+#endif
+
+/* One pixel's list by the fastest routine this CPU has. */
+static int32_t any_pixel_list(const float* px, int64_t c, int32_t* out, int avx2) {
+#ifdef SPIKE_X86
+    if (avx2) return pixel_list_avx2(px, c, out);
+#endif
+    (void)avx2;
+    return pixel_list(px, c, out);
+}
+
+/* Active weight rows of output position r, increasing; returns their number. With a window of one pixel
+   they are that pixel's list, read from x; else the window's pixel lists (`cnt`, `idx`: pixel p's list at
+   p c) with their offsets. */
+static int32_t active(const float* x, const int32_t* cnt, const int32_t* idx, int64_t h, int64_t w, int64_t c,
+                      int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow,
+                      int64_t r, int avx2, int32_t* list) {
     int64_t img = r / (oh * ow), oy = (r / ow) % oh, ox = r % ow;
     int32_t count = 0;
     for (int64_t i = 0; i < kh; i++) {
@@ -53,52 +114,50 @@ static int32_t active(const float* x, int64_t h, int64_t w, int64_t c, int64_t k
         for (int64_t j = 0; j < kw; j++) {
             int64_t ix = ox * sw - pw + j;
             if (ix < 0 || ix >= w) continue;
-            const float* px = x + ((img * h + iy) * w + ix) * c;
-            int32_t base = (int32_t)((i * kw + j) * c);
-            for (int64_t ch = 0; ch < c; ch++) { /* branch-free: a spike is a coin flip to a predictor */
-                list[count] = base + (int32_t)ch;
-                count += px[ch] != 0.0f;
-            }
+            int64_t p = (img * h + iy) * w + ix;
+            if (!idx) return any_pixel_list(x + p * c, c, list, avx2);
+            const int32_t* src = idx + p * c;
+            int32_t base = (int32_t)((i * kw + j) * c), n = cnt[p];
+            for (int32_t q = 0; q < n; q++) list[count + q] = base + src[q];
+            count += n;
         }
     }
     return count;
 }
 
-/* out[0, mc) = bias[0, mc) (or 0) + the sum of the rows list[0, count) of wt (row stride m), first mc
-   columns; callers pass wt, bias and out already offset to their tile's first column. */
-static void tile(const int32_t* list, int32_t count, const float* wt, int64_t m, const float* bias, int64_t mc,
-                 float* out) {
+/* to[0, MC) = from[0, MC) (zeros if NULL) + the rows list[0, count) of a tile (rows of MC), added in order. */
+static void tile(const int32_t* list, int32_t count, const float* wt, const float* from, float* to) {
     float acc[MC];
-    for (int64_t i = 0; i < mc; i++) acc[i] = bias ? bias[i] : 0.0f;
+    for (int64_t i = 0; i < MC; i++) acc[i] = from ? from[i] : 0.0f;
     for (int32_t q = 0; q < count; q++) {
-        const float* row = wt + (int64_t)list[q] * m;
-        for (int64_t i = 0; i < mc; i++) acc[i] += row[i];
+        const float* row = wt + (int64_t)list[q] * MC;
+        for (int64_t i = 0; i < MC; i++) acc[i] += row[i];
     }
-    memcpy(out, acc, (size_t)mc * sizeof(float));
+    memcpy(to, acc, sizeof acc);
 }
 
 #ifdef SPIKE_X86
-/* `tile` for mc = MC in eight AVX registers: the same additions in the same order. */
-__attribute__((target("avx"))) static void tile_avx(const int32_t* list, int32_t count, const float* wt, int64_t m,
-                                                    const float* bias, float* out) {
+/* `tile` in eight AVX registers: the same additions in the same order. */
+__attribute__((target("avx"))) static void tile_avx(const int32_t* list, int32_t count, const float* wt,
+                                                    const float* from, float* to) {
     __m256 a0, a1, a2, a3, a4, a5, a6, a7;
-    if (bias) {
-        a0 = _mm256_loadu_ps(bias); a1 = _mm256_loadu_ps(bias + 8); a2 = _mm256_loadu_ps(bias + 16);
-        a3 = _mm256_loadu_ps(bias + 24); a4 = _mm256_loadu_ps(bias + 32); a5 = _mm256_loadu_ps(bias + 40);
-        a6 = _mm256_loadu_ps(bias + 48); a7 = _mm256_loadu_ps(bias + 56);
+    if (from) {
+        a0 = _mm256_loadu_ps(from); a1 = _mm256_loadu_ps(from + 8); a2 = _mm256_loadu_ps(from + 16);
+        a3 = _mm256_loadu_ps(from + 24); a4 = _mm256_loadu_ps(from + 32); a5 = _mm256_loadu_ps(from + 40);
+        a6 = _mm256_loadu_ps(from + 48); a7 = _mm256_loadu_ps(from + 56);
     } else {
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm256_setzero_ps();
     }
     for (int32_t q = 0; q < count; q++) {
-        const float* row = wt + (int64_t)list[q] * m;
+        const float* row = wt + (int64_t)list[q] * MC;
         a0 = _mm256_add_ps(a0, _mm256_loadu_ps(row)); a1 = _mm256_add_ps(a1, _mm256_loadu_ps(row + 8));
         a2 = _mm256_add_ps(a2, _mm256_loadu_ps(row + 16)); a3 = _mm256_add_ps(a3, _mm256_loadu_ps(row + 24));
         a4 = _mm256_add_ps(a4, _mm256_loadu_ps(row + 32)); a5 = _mm256_add_ps(a5, _mm256_loadu_ps(row + 40));
         a6 = _mm256_add_ps(a6, _mm256_loadu_ps(row + 48)); a7 = _mm256_add_ps(a7, _mm256_loadu_ps(row + 56));
     }
-    _mm256_storeu_ps(out, a0); _mm256_storeu_ps(out + 8, a1); _mm256_storeu_ps(out + 16, a2);
-    _mm256_storeu_ps(out + 24, a3); _mm256_storeu_ps(out + 32, a4); _mm256_storeu_ps(out + 40, a5);
-    _mm256_storeu_ps(out + 48, a6); _mm256_storeu_ps(out + 56, a7);
+    _mm256_storeu_ps(to, a0); _mm256_storeu_ps(to + 8, a1); _mm256_storeu_ps(to + 16, a2);
+    _mm256_storeu_ps(to + 24, a3); _mm256_storeu_ps(to + 32, a4); _mm256_storeu_ps(to + 40, a5);
+    _mm256_storeu_ps(to + 48, a6); _mm256_storeu_ps(to + 56, a7);
 }
 #endif
 
@@ -106,42 +165,96 @@ __attribute__((target("avx"))) static void tile_avx(const int32_t* list, int32_t
 int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const float* wt, const float* bias,
                int64_t m, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh,
                int64_t ow, float* y, int threads) {
-    int64_t rows = n * oh * ow, k = kh * kw * c, blocks = (rows + RB - 1) / RB;
-    int failed = 0;
+    int64_t pixels = n * h * w, rows = n * oh * ow, k = kh * kw * c;
+    int64_t tiles = (m + MC - 1) / MC;
+    /* Blocks of fewer positions where there are few (a linear layer's tokens): every thread gets some. */
+    int64_t rb = rows / (4 * (threads > 0 ? threads : 1));
+    rb = rb < 4 ? 4 : rb > RB ? RB : rb;
+    int64_t blocks = (rows + rb - 1) / rb;
+    int failed = 0, avx = 0, avx2 = 0;
+    /* The bias padded to whole tiles (a tile's partial sums start from it). */
+    float* padded = NULL;
+    if (bias) {
+        padded = calloc((size_t)(tiles * MC), sizeof(float));
+        if (!padded) return -1;
+        memcpy(padded, bias, (size_t)m * sizeof(float));
+    }
+    /* The pixel lists, made once, where windows overlap (more than one pixel each). */
+    int32_t *cnt = NULL, *idx = NULL;
+    if (kh * kw > 1) {
+        cnt = malloc(sizeof(int32_t) * (size_t)pixels);
+        idx = malloc(sizeof(int32_t) * (size_t)(pixels * c));
+        if (!cnt || !idx) {
+            free(cnt);
+            free(idx);
+            free(padded);
+            return -1;
+        }
+    }
 #ifdef SPIKE_X86
-    int avx = __builtin_cpu_supports("avx");
+    avx = __builtin_cpu_supports("avx");
+    avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) {
+        static int ready = 0;
+        if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) { /* filled identically by any thread that gets here */
+            pack_table_init();
+            __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+        }
+    }
 #endif
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) reduction(| : failed)
 #endif
     {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t p = 0; p < (idx ? pixels : 0); p++) cnt[p] = any_pixel_list(x + p * c, c, idx + p * c, avx2);
+        /* Per block: every position's list, its cursor into the list, partial sums of a whole tile. */
         int32_t* lists = malloc(sizeof(int32_t) * (size_t)(RB * k));
-        int32_t counts[RB];
-        if (!lists) failed = 1;
+        float* acc = malloc(sizeof(float) * (size_t)(RB * MC));
+        int32_t counts[RB], at[RB];
+        if (!lists || !acc) failed = 1;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t b = 0; b < blocks; b++) {
-            if (!lists) continue;
-            int64_t r0 = b * RB, r1 = r0 + RB < rows ? r0 + RB : rows;
-            for (int64_t r = r0; r < r1; r++)
-                counts[r - r0] = active(x, h, w, c, kh, kw, sh, sw, ph, pw, oh, ow, r, lists + (r - r0) * k);
-            for (int64_t m0 = 0; m0 < m; m0 += MC) { /* one tile's weight columns stay in cache for the block */
-                int64_t mc = m - m0 < MC ? m - m0 : MC;
-                for (int64_t r = r0; r < r1; r++) {
-                    const int32_t* list = lists + (r - r0) * k;
-                    float* out = y + r * m + m0;
+            if (failed) continue;
+            int64_t r0 = b * rb, r1 = r0 + rb < rows ? r0 + rb : rows;
+            for (int64_t r = r0; r < r1; r++) {
+                counts[r - r0] = active(x, cnt, idx, h, w, c, kh, kw, sh, sw, ph, pw, oh, ow, r, avx2,
+                                        lists + (r - r0) * k);
+                at[r - r0] = 0;
+            }
+            for (int64_t t = 0; t < tiles; t++) {
+                int64_t m0 = t * MC, mc = m - m0 < MC ? m - m0 : MC;
+                const float* wtile = wt + t * k * MC;
+                for (int64_t k0 = 0; k0 < k; k0 += KC) { /* one chunk of the tile's rows, in cache for the block */
+                    int first_chunk = k0 == 0, last_chunk = k0 + KC >= k;
+                    for (int64_t r = r0; r < r1; r++) {
+                        const int32_t* list = lists + (r - r0) * k;
+                        int32_t from = at[r - r0], to = from;
+                        while (to < counts[r - r0] && list[to] < k0 + KC) to++;
+                        at[r - r0] = last_chunk ? 0 : to;
+                        float* part = acc + (r - r0) * MC;
+                        const float* start = first_chunk ? (padded ? padded + m0 : NULL) : part;
+                        float* end = last_chunk && mc == MC ? y + r * m + m0 : part;
 #ifdef SPIKE_X86
-                    if (avx && mc == MC) {
-                        tile_avx(list, counts[r - r0], wt + m0, m, bias ? bias + m0 : NULL, out);
-                        continue;
-                    }
+                        if (avx)
+                            tile_avx(list + from, to - from, wtile, start, end);
+                        else
 #endif
-                    tile(list, counts[r - r0], wt + m0, m, bias ? bias + m0 : NULL, mc, out);
+                            tile(list + from, to - from, wtile, start, end);
+                        if (last_chunk && mc < MC) memcpy(y + r * m + m0, part, (size_t)mc * sizeof(float));
+                    }
                 }
             }
         }
         free(lists);
+        free(acc);
     }
+    free(padded);
+    free(cnt);
+    free(idx);
     return failed ? -1 : 0;
 }

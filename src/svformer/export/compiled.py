@@ -24,7 +24,8 @@ from typing import List, NamedTuple, Tuple
 import torch
 import torch._inductor.config as inductor_config
 
-from ..models.layers import SABlock
+from ..cpu.sparse import GraphKernel, graph_applies
+from ..models.layers import SABlock, SpikeInput
 from ..models.svformer import SVFormer
 from .graph import StepGraph, inference_model
 from .onnx import state_shapes
@@ -58,10 +59,14 @@ class CompiledStream:
     ``step(frame)``: (B, C, H, W) normalised frame -> (B, classes) logits of the frames since `reset`;
     ``steps`` counts them. The same interface as `models.streaming.StreamingSVFormer`."""
 
-    def __init__(self, model: SVFormer):
+    def __init__(self, model: SVFormer, sparse: bool = True):
         if not model.fixed_steps:
             raise ValueError("streaming needs a fixed T (per-step BN or the Conv3d head); this model has neither")
         graph_model = inference_model(model)
+        if sparse:
+            for m in graph_model.modules():
+                if isinstance(m, SpikeInput) and m.spike_input and graph_applies(m):
+                    m.kernel = GraphKernel()
         self.num_frames, self.in_chans, self.img_size = model.num_frames, model.in_chans, model.img_size
         self._graph = StepGraph(graph_model).eval()
         self._compiled = torch.compile(self._graph, fullgraph=True)
