@@ -19,9 +19,12 @@ CASES = [
     (lambda: SeqConv2d(5, 7, 3, stride=1, padding=1, spike_input=True), (2, 5, 6, 5)),
     (lambda: SeqConv2d(6, 130, (3, 5), stride=(2, 1), padding=(2, 0), bias=False, spike_input=True), (1, 6, 5, 8)),
     (lambda: SeqConv2d(4, 8, 6, stride=4, padding=1, spike_input=True), (2, 4, 9, 13)),
+    (lambda: SeqConv2d(48, 72, 3, padding=1, spike_input=True), (2, 48, 7, 6)),
     (lambda: SpikeLinear(48, 192), (2, 3, 5, 48)),
     (lambda: SpikeLinear(40, 24, bias=False), (7, 40)),
+    (lambda: SpikeLinear(300, 130), (50, 300)),
 ]
+# (The rows of a tile are summed in chunks of 128: 432 and 300 rows span several.)
 
 
 def _spikes(shape, rate, seed=0, maps=True):
@@ -146,3 +149,56 @@ def test_firing_rate_is_judged_on_a_sample():
     assert sparse.sparse_enough(x, 0.15) and not sparse.sparse_enough(x, 0.15, every=1)
     runs[0, 3] = 2.0  # a value that is no spike, in the sample
     assert not sparse.sparse_enough(x, 1.0)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("rate", [0.05, 0.6])
+def test_spike_product_op(case, rate):
+    """The graph op: the dense op's result (to rounding where sparse, exactly where dense), in the strides its
+    fake kernel promises torch.compile, both ways."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    make, shape = CASES[case]
+    torch.manual_seed(case)
+    layer = make()
+    x = _spikes(shape, rate, seed=case, maps=not isinstance(layer, SpikeLinear))
+    conv = not isinstance(layer, SpikeLinear)
+    stride, padding = (list(layer.stride), list(layer.padding)) if conv else ([1, 1], [0, 0])
+    args = (layer.weight.detach(), sparse.rearranged(layer.weight.detach()),
+            None if layer.bias is None else layer.bias.detach(), stride, padding, 0.3)
+    used = []
+    original = sparse.spike_conv
+    try:
+        sparse.spike_conv = lambda *a, **k: used.append(1) or original(*a, **k)
+        y = torch.ops.svformer.spike_product(x, *args)
+    finally:
+        sparse.spike_conv = original
+    assert bool(used) == (rate < 0.3)
+    with torch.no_grad():
+        want = _dense(layer, x)
+    torch.testing.assert_close(y, want, rtol=0, atol=1e-6 * max(1.0, want.abs().max().item()))
+    with FakeTensorMode() as mode:
+        fake = torch.ops.svformer.spike_product(mode.from_tensor(x), *(
+            mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args))
+    assert fake.shape == y.shape and fake.stride() == y.stride()
+
+
+def test_graph_kernel_in_a_compiled_graph():
+    """`GraphKernel` puts the op in a torch.compile graph (inductor calls it, sparse at run time) and gives the
+    eager layer's output to rounding."""
+    torch.manual_seed(0)
+    layer = SeqConv2d(32, 80, 4, stride=2, padding=1, spike_input=True).eval().requires_grad_(False)
+    x = _spikes((2, 32, 12, 12), 0.1)
+    with torch.no_grad():
+        want = _dense(layer, x)
+        layer.kernel = sparse.GraphKernel()
+        compiled = torch.compile(lambda x: layer(x.unsqueeze(0)) * 2.0, fullgraph=True)  # (T, B, C, H, W)
+        used = []
+        original = sparse.spike_conv
+        try:
+            sparse.spike_conv = lambda *a, **k: used.append(1) or original(*a, **k)
+            y = compiled(x)
+        finally:
+            sparse.spike_conv = original
+    assert used
+    torch.testing.assert_close(y[0], 2.0 * want, rtol=0, atol=2e-6 * max(1.0, want.abs().max().item()))

@@ -63,3 +63,27 @@ def test_compiled_stream_errors(stream):
     stream.step(torch.zeros(2, 3, 64, 64))
     with pytest.raises(ValueError, match="clips of 3 frames"):
         stream.step(torch.zeros(2, 3, 64, 64))
+
+
+def test_compiled_stream_runs_the_sparse_products(trained_model, stream):
+    """The step graph calls the sparse op (`cpu.sparse.GraphKernel`) on the layers that read spikes, and
+    sparse=False compiles the dense graph; their logits agree to rounding."""
+    from svformer.cpu import sparse
+
+    if not sparse.available():
+        pytest.skip("no C compiler for the sparse kernels")
+    torch.manual_seed(2)
+    clip = 0.3 * torch.randn(2, 3, 3, 64, 64)  # a dim clip: few spikes (batch 2: compiled already)
+    dense = CompiledStream(trained_model, sparse=False)
+    used = []
+    original = sparse.spike_conv
+    try:
+        sparse.spike_conv = lambda *a, **k: used.append(1) or original(*a, **k)
+        stream.reset()
+        logits = [stream.step(clip[:, :, t]) for t in range(3)][-1]
+        sparse_calls = len(used)
+        dense_logits = [dense.step(clip[:, :, t]) for t in range(3)][-1]
+    finally:
+        sparse.spike_conv = original
+    assert sparse_calls > 0 and len(used) == sparse_calls
+    torch.testing.assert_close(logits, dense_logits, rtol=1e-4, atol=1e-5)

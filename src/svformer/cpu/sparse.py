@@ -11,6 +11,10 @@ faster), when the sample holds anything but 0 and 1, under torch.compile and aut
 devices and dtypes. A convolution's input is read channels-last (the accelerated model's layout; another
 one is copied first).
 
+In a torch.compile graph (the compiled streaming step, `export.compiled`) the same product is one op,
+``torch.ops.svformer.spike_product`` (`GraphKernel` puts it there), which makes the sparse-or-dense choice
+at run time.
+
 The sums add the same numbers as the dense kernels in another order, so an output differs from the dense
 one by float rounding (a spike downstream can flip where a potential lies within that rounding of the
 threshold). The result does not depend on the number of threads: each output is summed by one thread,

@@ -5,7 +5,9 @@ BatchNorms folded, spikes by comparison, states as explicit inputs and outputs) 
 ``torch.compile`` with TorchInductor and frozen weights. Inductor fuses each neuron's and BatchNorm's
 element-wise operations into one loop and runs the convolutions with weights packed once, where eager
 PyTorch makes one pass per operation and repacks the weights on every call; ONNX Runtime runs the
-element-wise operations one at a time as well.
+element-wise operations one at a time as well. The layers that read spikes are one op each,
+``svformer::spike_product`` (`cpu.sparse`): at run time it adds up the weights of the inputs that fired
+when few enough did and runs the dense product otherwise (``sparse=False``: inductor's dense products only).
 
     stream = CompiledStream(model)       # any training state; compiles on the first frame
     for frame in camera:                 # (B, C, H, W) normalised
@@ -57,7 +59,8 @@ class CompiledStream:
     """Frame-by-frame classification with the compiled step graph; the states live here, as tensors.
 
     ``step(frame)``: (B, C, H, W) normalised frame -> (B, classes) logits of the frames since `reset`;
-    ``steps`` counts them. The same interface as `models.streaming.StreamingSVFormer`."""
+    ``steps`` counts them. The same interface as `models.streaming.StreamingSVFormer`. ``sparse``: the
+    layers that read spikes as sparse products where few inputs fired (module docstring)."""
 
     def __init__(self, model: SVFormer, sparse: bool = True):
         if not model.fixed_steps:
