@@ -5,6 +5,7 @@ import torch
 
 from svformer import StreamingSVFormer, SVFormer
 from svformer.export.compiled import CompiledStream
+from svformer.models.layers import SpikeInput
 
 SMALL = dict(embed_dim=(16, 32, 48, 64), depth=(1, 1, 1, 1), head_dim=16, img_size=64, num_frames=3,
              v_threshold=0.3)
@@ -87,3 +88,8 @@ def test_compiled_stream_runs_the_sparse_products(trained_model, stream):
         sparse.spike_conv = original
     assert sparse_calls > 0 and len(used) == sparse_calls
     torch.testing.assert_close(logits, dense_logits, rtol=1e-4, atol=1e-5)
+    # By default, as the model's own inference: a model accelerated without sparse_spikes streams densely.
+    plain = SVFormer(num_classes=5, accelerate={"sparse_spikes": False}, **SMALL)
+    for model, want in ((trained_model, True), (plain, False)):
+        layers = [m for m in CompiledStream(model)._graph.modules() if isinstance(m, SpikeInput) and m.spike_input]
+        assert layers and any(isinstance(m.kernel, sparse.GraphKernel) for m in layers) == want

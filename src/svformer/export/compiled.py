@@ -21,12 +21,12 @@ add in another order; tests/export/test_compiled_stream.py).
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 import torch._inductor.config as inductor_config
 
-from ..cpu.sparse import GraphKernel, graph_applies
+from ..cpu.sparse import GraphKernel, SparseKernel, graph_applies
 from ..models.layers import SABlock, SpikeInput
 from ..models.svformer import SVFormer
 from .graph import StepGraph, inference_model
@@ -60,11 +60,14 @@ class CompiledStream:
 
     ``step(frame)``: (B, C, H, W) normalised frame -> (B, classes) logits of the frames since `reset`;
     ``steps`` counts them. The same interface as `models.streaming.StreamingSVFormer`. ``sparse``: the
-    layers that read spikes as sparse products where few inputs fired (module docstring)."""
+    layers that read spikes as sparse products where few inputs fired (module docstring); None: where the
+    model's own inference does (its ``sparse_spikes`` acceleration, on by default)."""
 
-    def __init__(self, model: SVFormer, sparse: bool = True):
+    def __init__(self, model: SVFormer, sparse: Optional[bool] = None):
         if not model.fixed_steps:
             raise ValueError("streaming needs a fixed T (per-step BN or the Conv3d head); this model has neither")
+        if sparse is None:  # as the model's own inference: its ``sparse_spikes`` acceleration
+            sparse = any(isinstance(m.kernel, SparseKernel) for m in model.modules() if isinstance(m, SpikeInput))
         graph_model = inference_model(model)
         if sparse:
             for m in graph_model.modules():
