@@ -7,8 +7,8 @@
    channels at a time, in the order of the list, a chunk of KC rows at a time so that the chunk stays in
    cache while every position of a block adds from it (a partial sum is stored and reloaded exactly, so
    chunking does not change the additions). Work is proportional to the number of spikes instead of the
-   number of inputs. Each output is summed by one thread in that fixed order, so the result is the same
-   for any number of threads.
+   number of inputs. Threads share out (block of positions, tile) items; each output is summed by one
+   thread in that fixed order, so the result is the same for any number of threads.
 
    Layouts: input x (n, h, w, c) (channels last); weights wt (tiles, k, MC): tile t holds output channels
    [t MC, t MC + MC) of the rows (kh, kw, c) flattened to k, zero past m; bias (m) or NULL; output y
@@ -24,7 +24,7 @@
 #endif
 
 #define MC 64  /* output channels per register tile: 8 AVX registers */
-#define RB 32  /* output positions per block: they share each chunk of weight rows */
+#define RB 32  /* output positions per block (at most): they share each chunk of weight rows */
 #define KC 128 /* weight rows per chunk: 32 KB of one tile */
 
 /* Nonzero elements among a sample of x[0, size): runs of SAMPLE elements, one in every `every` runs (all
@@ -100,26 +100,19 @@ static int32_t any_pixel_list(const float* px, int64_t c, int32_t* out, int avx2
     return pixel_list(px, c, out);
 }
 
-/* Active weight rows of output position r, increasing; returns their number. With a window of one pixel
-   they are that pixel's list, read from x; else the window's pixel lists (`cnt`, `idx`: pixel p's list at
-   p c) with their offsets. */
-static int32_t active(const float* x, const int32_t* cnt, const int32_t* idx, int64_t h, int64_t w, int64_t c,
-                      int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow,
-                      int64_t r, int avx2, int32_t* list) {
-    int64_t img = r / (oh * ow), oy = (r / ow) % oh, ox = r % ow;
-    int32_t count = 0;
+/* The pixels of output position r's window, in window order: their indices into p[], their offsets in
+   the window's rows into base[]; returns their number. */
+static int64_t window(int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                      int64_t pw, int64_t oh, int64_t ow, int64_t r, int64_t* p, int32_t* base) {
+    int64_t img = r / (oh * ow), oy = (r / ow) % oh, ox = r % ow, count = 0;
     for (int64_t i = 0; i < kh; i++) {
         int64_t iy = oy * sh - ph + i;
         if (iy < 0 || iy >= h) continue;
         for (int64_t j = 0; j < kw; j++) {
             int64_t ix = ox * sw - pw + j;
             if (ix < 0 || ix >= w) continue;
-            int64_t p = (img * h + iy) * w + ix;
-            if (!idx) return any_pixel_list(x + p * c, c, list, avx2);
-            const int32_t* src = idx + p * c;
-            int32_t base = (int32_t)((i * kw + j) * c), n = cnt[p];
-            for (int32_t q = 0; q < n; q++) list[count + q] = base + src[q];
-            count += n;
+            p[count] = (img * h + iy) * w + ix;
+            base[count++] = (int32_t)((i * kw + j) * c);
         }
     }
     return count;
@@ -165,32 +158,15 @@ __attribute__((target("avx"))) static void tile_avx(const int32_t* list, int32_t
 int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const float* wt, const float* bias,
                int64_t m, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh,
                int64_t ow, float* y, int threads) {
-    int64_t pixels = n * h * w, rows = n * oh * ow, k = kh * kw * c;
-    int64_t tiles = (m + MC - 1) / MC;
-    /* Blocks of fewer positions where there are few (a linear layer's tokens): every thread gets some. */
-    int64_t rb = rows / (4 * (threads > 0 ? threads : 1));
-    rb = rb < 4 ? 4 : rb > RB ? RB : rb;
-    int64_t blocks = (rows + rb - 1) / rb;
-    int failed = 0, avx = 0, avx2 = 0;
-    /* The bias padded to whole tiles (a tile's partial sums start from it). */
-    float* padded = NULL;
-    if (bias) {
-        padded = calloc((size_t)(tiles * MC), sizeof(float));
-        if (!padded) return -1;
-        memcpy(padded, bias, (size_t)m * sizeof(float));
-    }
-    /* The pixel lists, made once, where windows overlap (more than one pixel each). */
-    int32_t *cnt = NULL, *idx = NULL;
-    if (kh * kw > 1) {
-        cnt = malloc(sizeof(int32_t) * (size_t)pixels);
-        idx = malloc(sizeof(int32_t) * (size_t)(pixels * c));
-        if (!cnt || !idx) {
-            free(cnt);
-            free(idx);
-            free(padded);
-            return -1;
-        }
-    }
+    int64_t pixels = n * h * w, rows = n * oh * ow, k = kh * kw * c, tiles = (m + MC - 1) / MC;
+    /* A position's window is its own pixel (1x1, stride 1, no padding: a linear layer too): its list is the
+       pixel's. Else the positions' lists are made from their windows' pixel lists, one after another. */
+    int same = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
+    /* Work items are (block of positions, tile), blocks smaller where there are few items for the threads. */
+    int64_t rb = RB;
+    while (rb > 4 && (rows + rb - 1) / rb * tiles < 8 * (threads > 0 ? threads : 1)) rb /= 2;
+    int64_t blocks = (rows + rb - 1) / rb, items = blocks * tiles;
+    int avx = 0, avx2 = 0, failed = 0;
 #ifdef SPIKE_X86
     avx = __builtin_cpu_supports("avx");
     avx2 = __builtin_cpu_supports("avx2");
@@ -202,59 +178,108 @@ int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const
         }
     }
 #endif
+    int32_t* cnt = malloc(sizeof(int32_t) * (size_t)pixels);
+    int32_t* idx = malloc(sizeof(int32_t) * (size_t)(pixels * c));
+    int64_t* start = same ? NULL : malloc(sizeof(int64_t) * (size_t)(rows + 1));
+    float* padded = bias ? calloc((size_t)(tiles * MC), sizeof(float)) : NULL; /* partial sums start here */
+    int32_t* lists = NULL;
+    if (!cnt || !idx || (!same && !start) || (bias && !padded)) goto out_of_memory;
+    if (bias) memcpy(padded, bias, (size_t)m * sizeof(float));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+    for (int64_t p = 0; p < pixels; p++) cnt[p] = any_pixel_list(x + p * c, c, idx + p * c, avx2);
+    if (!same) {
+        start[0] = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t p[kh * kw], length = 0;
+            int32_t base[kh * kw];
+            for (int64_t q = window(h, w, c, kh, kw, sh, sw, ph, pw, oh, ow, r, p, base); q-- > 0;) length += cnt[p[q]];
+            start[r + 1] = length;
+        }
+        for (int64_t r = 0; r < rows; r++) start[r + 1] += start[r];
+        lists = malloc(sizeof(int32_t) * (size_t)(start[rows] > 0 ? start[rows] : 1));
+        if (!lists) goto out_of_memory;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t p[kh * kw];
+            int32_t base[kh * kw], *list = lists + start[r];
+            int64_t pixels_in = window(h, w, c, kh, kw, sh, sw, ph, pw, oh, ow, r, p, base);
+            for (int64_t q = 0; q < pixels_in; q++) {
+                const int32_t* src = idx + p[q] * c;
+                for (int32_t e = 0; e < cnt[p[q]]; e++) *list++ = base[q] + src[e];
+            }
+        }
+    }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) reduction(| : failed)
 #endif
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int64_t p = 0; p < (idx ? pixels : 0); p++) cnt[p] = any_pixel_list(x + p * c, c, idx + p * c, avx2);
-        /* Per block: every position's list, its cursor into the list, partial sums of a whole tile. */
-        int32_t* lists = malloc(sizeof(int32_t) * (size_t)(RB * k));
+        /* The block's partial sums of one tile; where each position's list enters each chunk (the same for
+           every tile: made once per block). */
+        int64_t chunks = (k + KC - 1) / KC, cut_block = -1;
         float* acc = malloc(sizeof(float) * (size_t)(RB * MC));
-        int32_t counts[RB], at[RB];
-        if (!lists || !acc) failed = 1;
+        int32_t* cuts = malloc(sizeof(int32_t) * (size_t)(RB * (chunks + 1)));
+        if (!acc || !cuts) failed = 1;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (int64_t b = 0; b < blocks; b++) {
-            if (failed) continue;
-            int64_t r0 = b * rb, r1 = r0 + rb < rows ? r0 + rb : rows;
-            for (int64_t r = r0; r < r1; r++) {
-                counts[r - r0] = active(x, cnt, idx, h, w, c, kh, kw, sh, sw, ph, pw, oh, ow, r, avx2,
-                                        lists + (r - r0) * k);
-                at[r - r0] = 0;
-            }
-            for (int64_t t = 0; t < tiles; t++) {
-                int64_t m0 = t * MC, mc = m - m0 < MC ? m - m0 : MC;
-                const float* wtile = wt + t * k * MC;
-                for (int64_t k0 = 0; k0 < k; k0 += KC) { /* one chunk of the tile's rows, in cache for the block */
-                    int first_chunk = k0 == 0, last_chunk = k0 + KC >= k;
-                    for (int64_t r = r0; r < r1; r++) {
-                        const int32_t* list = lists + (r - r0) * k;
-                        int32_t from = at[r - r0], to = from;
-                        while (to < counts[r - r0] && list[to] < k0 + KC) to++;
-                        at[r - r0] = last_chunk ? 0 : to;
-                        float* part = acc + (r - r0) * MC;
-                        const float* start = first_chunk ? (padded ? padded + m0 : NULL) : part;
-                        float* end = last_chunk && mc == MC ? y + r * m + m0 : part;
-#ifdef SPIKE_X86
-                        if (avx)
-                            tile_avx(list + from, to - from, wtile, start, end);
-                        else
-#endif
-                            tile(list + from, to - from, wtile, start, end);
-                        if (last_chunk && mc < MC) memcpy(y + r * m + m0, part, (size_t)mc * sizeof(float));
+        for (int64_t item = 0; item < items; item++) {
+            if (!acc || !cuts) continue;
+            int64_t b = item / tiles, r0 = b * rb, r1 = r0 + rb < rows ? r0 + rb : rows, t = item % tiles;
+            int64_t m0 = t * MC, mc = m - m0 < MC ? m - m0 : MC;
+            const float* wtile = wt + t * k * MC;
+            if (b != cut_block) {
+                for (int64_t r = r0; r < r1; r++) {
+                    const int32_t* list = same ? idx + r * c : lists + start[r];
+                    int32_t count = same ? cnt[r] : (int32_t)(start[r + 1] - start[r]), at = 0;
+                    int32_t* cut = cuts + (r - r0) * (chunks + 1);
+                    for (int64_t j = 0; j < chunks; j++) {
+                        cut[j] = at;
+                        while (at < count && list[at] < (j + 1) * KC) at++;
                     }
+                    cut[chunks] = count;
+                }
+                cut_block = b;
+            }
+            for (int64_t j = 0; j < chunks; j++) { /* one chunk of the tile's rows, in cache for the block */
+                int first_chunk = j == 0, last_chunk = j == chunks - 1;
+                for (int64_t r = r0; r < r1; r++) {
+                    const int32_t* list = same ? idx + r * c : lists + start[r];
+                    const int32_t* cut = cuts + (r - r0) * (chunks + 1);
+                    int32_t from = cut[j], to = cut[j + 1];
+                    float* part = acc + (r - r0) * MC;
+                    const float* begin = first_chunk ? (padded ? padded + m0 : NULL) : part;
+                    float* end = last_chunk && mc == MC ? y + r * m + m0 : part;
+#ifdef SPIKE_X86
+                    if (avx)
+                        tile_avx(list + from, to - from, wtile, begin, end);
+                    else
+#endif
+                        tile(list + from, to - from, wtile, begin, end);
+                    if (last_chunk && mc < MC) memcpy(y + r * m + m0, part, (size_t)mc * sizeof(float));
                 }
             }
         }
-        free(lists);
         free(acc);
+        free(cuts);
     }
+    free(lists);
+    free(start);
     free(padded);
     free(cnt);
     free(idx);
     return failed ? -1 : 0;
+out_of_memory:
+    free(lists);
+    free(start);
+    free(padded);
+    free(cnt);
+    free(idx);
+    return -1;
 }
