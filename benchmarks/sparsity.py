@@ -6,7 +6,7 @@ model's BatchNorms are calibrated so every neuron layer fires at that rate (`act
 `run.py`'s inference row runs in fresh processes with sparse inference on and off (``--rounds`` times,
 interleaved; medians). Prints a table and writes a JSON and a plot.
 
-    python benchmarks/sparsity.py [--rates 0.05 0.1 0.15 0.2 0.25 0.3] [--rounds 2] [--repeat 3]
+    python benchmarks/sparsity.py [--rates 0.05 0.1 0.15 0.2 0.25 0.3 0.4] [--rounds 2] [--repeat 3]
         [--frames 16] [--size 224] [--json OUT.json] [--plot OUT.png]
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def plot(rows: list, path: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3])
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--frames", type=int, default=16)
