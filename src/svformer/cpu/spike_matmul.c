@@ -170,11 +170,16 @@ int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const
 #ifdef SPIKE_X86
     avx = __builtin_cpu_supports("avx");
     avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) {
-        static int ready = 0;
-        if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) { /* filled identically by any thread that gets here */
-            pack_table_init();
-            __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+    if (avx2) { /* the table is filled once, by the first caller; others wait for it (callers may be threads) */
+        static int state = 0; /* 0 empty, 1 being filled, 2 ready */
+        int empty = 0;
+        if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != 2) {
+            if (__atomic_compare_exchange_n(&state, &empty, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                pack_table_init();
+                __atomic_store_n(&state, 2, __ATOMIC_RELEASE);
+            }
+            while (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != 2) {
+            }
         }
     }
 #endif
