@@ -1,6 +1,8 @@
 """Sparse inference of the layers that read spikes (`cpu.sparse`): the dense ops' results to float rounding,
 in every shape the model uses and some it does not, the same bits for any thread count, and the dense op
 itself wherever the sparse kernel does not apply."""
+import contextlib
+
 import pytest
 import torch
 
@@ -38,6 +40,18 @@ def _dense(layer, x):
     return sparse._plain(layer, x)
 
 
+@contextlib.contextmanager
+def _sparse_calls():
+    """A list that gets an entry for each call of the C kernel (`sparse.spike_conv`) inside the block."""
+    calls = []
+    original = sparse.spike_conv
+    sparse.spike_conv = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        yield calls
+    finally:
+        sparse.spike_conv = original
+
+
 @pytest.mark.parametrize("case", range(len(CASES)))
 @pytest.mark.parametrize("rate", [0.0, 0.05, 0.3])
 def test_sparse_equals_the_dense_op_to_rounding(case, rate):
@@ -45,15 +59,10 @@ def test_sparse_equals_the_dense_op_to_rounding(case, rate):
     torch.manual_seed(case)
     layer = make()
     x = _spikes(shape, rate, seed=case, maps=not isinstance(layer, SpikeLinear))
-    used = []
     kernel = SparseKernel(max_density=1.0)  # at any density
-    original = sparse.spike_conv
     with torch.no_grad():
-        try:
-            sparse.spike_conv = lambda *a, **k: used.append(1) or original(*a, **k)
+        with _sparse_calls() as used:
             y = kernel(layer, x)
-        finally:
-            sparse.spike_conv = original
         want = _dense(layer, x)
     assert used, "the sparse kernel did not run"
     assert y.shape == want.shape and y.stride() == want.stride()
@@ -98,14 +107,8 @@ def test_the_dense_op_wherever_sparse_does_not_apply(why):
         x = x * 0.5
     elif why == "float64":
         layer, x = layer.double(), x.double()
-    calls = []
-    original = sparse.spike_conv
-    try:
-        sparse.spike_conv = lambda *a, **k: calls.append(1) or original(*a, **k)
-        with torch.set_grad_enabled(why == "grad"):
-            y = SparseKernel()(layer, x)
-    finally:
-        sparse.spike_conv = original
+    with _sparse_calls() as calls, torch.set_grad_enabled(why == "grad"):
+        y = SparseKernel()(layer, x)
     assert not calls
     with torch.no_grad():
         assert torch.equal(y, _dense(layer, x))
@@ -120,11 +123,8 @@ def test_model_uses_it_for_inference_only():
     model = SVFormer(num_classes=5, **small)
     layers = [m for m in model.modules() if isinstance(m, SpikeInput) and m.spike_input]
     assert layers and all(isinstance(m.kernel, SparseKernel) for m in layers)
-    calls = []
-    original = sparse.spike_conv
     x = torch.randn(2, 3, 2, 32, 32)
-    try:
-        sparse.spike_conv = lambda *a, **k: calls.append(1) or original(*a, **k)
+    with _sparse_calls() as calls:
         model.train()
         model(x).sum().backward()
         assert not calls
@@ -132,8 +132,6 @@ def test_model_uses_it_for_inference_only():
         with torch.inference_mode():
             y = model(x)
         assert calls
-    finally:
-        sparse.spike_conv = original
     dense = SVFormer(num_classes=5, accelerate={"sparse_spikes": False}, **small)
     dense.load_state_dict(model.state_dict())
     with torch.inference_mode():
@@ -166,13 +164,8 @@ def test_spike_product_op(case, rate):
     stride, padding = (list(layer.stride), list(layer.padding)) if conv else ([1, 1], [0, 0])
     args = (layer.weight.detach(), sparse.rearranged(layer.weight.detach()),
             None if layer.bias is None else layer.bias.detach(), stride, padding, 0.3)
-    used = []
-    original = sparse.spike_conv
-    try:
-        sparse.spike_conv = lambda *a, **k: used.append(1) or original(*a, **k)
+    with _sparse_calls() as used:
         y = torch.ops.svformer.spike_product(x, *args)
-    finally:
-        sparse.spike_conv = original
     assert bool(used) == (rate < 0.3)
     with torch.no_grad():
         want = _dense(layer, x)
@@ -193,12 +186,7 @@ def test_graph_kernel_in_a_compiled_graph():
         want = _dense(layer, x)
         layer.kernel = sparse.GraphKernel()
         compiled = torch.compile(lambda x: layer(x.unsqueeze(0)) * 2.0, fullgraph=True)  # (T, B, C, H, W)
-        used = []
-        original = sparse.spike_conv
-        try:
-            sparse.spike_conv = lambda *a, **k: used.append(1) or original(*a, **k)
+        with _sparse_calls() as used:
             y = compiled(x)
-        finally:
-            sparse.spike_conv = original
     assert used
     torch.testing.assert_close(y[0], 2.0 * want, rtol=0, atol=2e-6 * max(1.0, want.abs().max().item()))

@@ -99,11 +99,8 @@ def spike_conv(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor], 
     of a linear layer are the case N = rows, H = W = 1, kernel 1."""
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = wt.shape[1:3], stride, padding
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    shape = (n, oh, ow, m)
-    # Contiguous, from the pool when large (``alloc``); the plain case without the pool's call.
-    y = torch.empty(shape, dtype=x.dtype) if alloc is torch.empty_like else \
-        alloc(torch.empty((), dtype=x.dtype).expand(shape))
+    oh, ow = _output_size(h, w, (kh, kw), stride, padding)
+    y = alloc(torch.empty((), dtype=x.dtype).expand(n, oh, ow, m))  # contiguous, from the pool when large
     with torch.profiler.record_function(PROFILER_NAME):
         status = _library().spike_conv(x.data_ptr(), n, h, w, c, wt.data_ptr(),
                                        None if bias is None else bias.data_ptr(), m, kh, kw, sh, sw, ph, pw, oh, ow,
@@ -111,6 +108,11 @@ def spike_conv(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor], 
     if status != 0:
         raise MemoryError("out of memory in the sparse spike kernel")
     return y
+
+
+def _output_size(h: int, w: int, kernel, stride, padding) -> tuple:
+    """A convolution's output height and width."""
+    return ((h + 2 * padding[0] - kernel[0]) // stride[0] + 1, (w + 2 * padding[1] - kernel[1]) // stride[1] + 1)
 
 
 def _product(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor], m: int, conv: bool, stride=(1, 1),
@@ -160,8 +162,7 @@ def spike_product(x: torch.Tensor, weight: torch.Tensor, wt: torch.Tensor, bias:
 def _product_like(x: torch.Tensor, weight: torch.Tensor, stride, padding) -> torch.Tensor:
     """An empty (N, M, OH, OW) tensor with the strides of `_product`'s convolution output."""
     (n, _, h, w), (m, _, kh, kw) = x.shape, weight.shape
-    oh, ow = (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1
-    return x.new_empty(n, oh, ow, m).permute(0, 3, 1, 2)
+    return x.new_empty(n, *_output_size(h, w, (kh, kw), stride, padding), m).permute(0, 3, 1, 2)
 
 
 # Registered with the dispatcher directly rather than by torch.library.custom_op, whose Python wrappers cost
@@ -179,8 +180,9 @@ def _(x, weight, wt, bias, stride, padding, max_density):
     return x.new_empty(*x.shape[:-1], weight.shape[0])
 
 
-def graph_applies(layer: nn.Module) -> bool:
-    """Whether `GraphKernel` computes ``layer`` (the layer types and arguments `spike_conv` covers)."""
+def covers(layer: nn.Module) -> bool:
+    """Whether `spike_conv` computes layers of ``layer``'s type and arguments (the first check of
+    `SparseKernel`; the layers `GraphKernel` is given)."""
     if isinstance(layer, nn.Conv2d):
         return (layer.groups == 1 and tuple(layer.dilation) == (1, 1) and layer.padding_mode == "zeros"
                 and not isinstance(layer.padding, str))
@@ -190,7 +192,7 @@ def graph_applies(layer: nn.Module) -> bool:
 class GraphKernel:
     """The kernel of a `SpikeInput` layer in an inference graph for torch.compile (`export.compiled`): the
     layer as one `spike_product` op (sparse or dense, decided per call at run time). Only for layers
-    `graph_applies` takes, in graphs without autograd; the weights are the graph's constants."""
+    `covers` takes, in graphs without autograd; the weights are the graph's constants."""
 
     def __init__(self, max_density: float = MAX_DENSITY):
         self.max_density = max_density
@@ -230,11 +232,8 @@ class SparseKernel:
         return self.inner(layer, *inputs) if self.inner is not None else _plain(layer, *inputs)
 
     def _applies(self, layer: nn.Module, x: torch.Tensor) -> bool:
-        if isinstance(layer, nn.Conv2d):
-            if (layer.groups != 1 or tuple(layer.dilation) != (1, 1) or layer.padding_mode != "zeros"
-                    or isinstance(layer.padding, str) or x.dim() != 4):
-                return False
-        elif not isinstance(layer, nn.Linear) or not x.is_contiguous():
+        # A convolution's maps are (N, C, H, W); a linear layer's rows are read as they lie in memory.
+        if not covers(layer) or not (x.dim() == 4 if isinstance(layer, nn.Conv2d) else x.is_contiguous()):
             return False
         weight, bias = layer.weight, layer.bias
         return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32

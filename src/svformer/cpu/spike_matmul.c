@@ -188,7 +188,10 @@ int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const
     int64_t* start = same ? NULL : malloc(sizeof(int64_t) * (size_t)(rows + 1));
     float* padded = bias ? calloc((size_t)(tiles * MC), sizeof(float)) : NULL; /* partial sums start here */
     int32_t* lists = NULL;
-    if (!cnt || !idx || (!same && !start) || (bias && !padded)) goto out_of_memory;
+    if (!cnt || !idx || (!same && !start) || (bias && !padded)) {
+        failed = 1;
+        goto done;
+    }
     if (bias) memcpy(padded, bias, (size_t)m * sizeof(float));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -207,7 +210,10 @@ int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const
         }
         for (int64_t r = 0; r < rows; r++) start[r + 1] += start[r];
         lists = malloc(sizeof(int32_t) * (size_t)(start[rows] > 0 ? start[rows] : 1));
-        if (!lists) goto out_of_memory;
+        if (!lists) {
+            failed = 1;
+            goto done;
+        }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static)
 #endif
@@ -274,17 +280,11 @@ int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const
         free(acc);
         free(cuts);
     }
+done:
     free(lists);
     free(start);
     free(padded);
     free(cnt);
     free(idx);
     return failed ? -1 : 0;
-out_of_memory:
-    free(lists);
-    free(start);
-    free(padded);
-    free(cnt);
-    free(idx);
-    return -1;
 }

@@ -26,7 +26,7 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 import torch._inductor.config as inductor_config
 
-from ..cpu.sparse import GraphKernel, SparseKernel, graph_applies
+from ..cpu.sparse import GraphKernel, SparseKernel, covers
 from ..models.layers import SABlock, SpikeInput
 from ..models.svformer import SVFormer
 from .graph import StepGraph, inference_model
@@ -71,7 +71,7 @@ class CompiledStream:
         graph_model = inference_model(model)
         if sparse:
             for m in graph_model.modules():
-                if isinstance(m, SpikeInput) and m.spike_input and graph_applies(m):
+                if isinstance(m, SpikeInput) and m.spike_input and covers(m):
                     m.kernel = GraphKernel()
         self.num_frames, self.in_chans, self.img_size = model.num_frames, model.in_chans, model.img_size
         self._graph = StepGraph(graph_model).eval()
