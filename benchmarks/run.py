@@ -534,7 +534,9 @@ def main():
               + f"   {target}")
     if args.ab:
         result["ab"] = ab_table(result, args)
-    if not bf16:
+    if not bf16 and args.bf16 == "no":
+        print("(bfloat16 step not run: --bf16 no)")
+    elif not bf16:
         print("(bfloat16 step not run: this CPU has no bfloat16 arithmetic; --bf16 yes runs it anyway)")
     print(f"{result['cpu']} ({result['cpu_capability']})")
     print(f"dense floor {floor:.3f} s per clip at {gflops:.0f} GFLOP/s (measured matmul)")

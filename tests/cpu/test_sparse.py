@@ -98,6 +98,29 @@ def test_same_bits_for_any_thread_count():
     assert all(torch.equal(outputs[0], o) for o in outputs[1:])
 
 
+def test_same_bits_for_every_instruction_set():
+    """The AVX-512, AVX2, AVX and plain C routines add the same rows in the same order (levels this CPU lacks
+    are skipped: asking for one gives the best it has below it)."""
+    outputs, used = {}, []
+    try:
+        for level in reversed(sparse.ISA_LEVELS):
+            got = sparse.instruction_set(level)
+            if got in used:
+                continue
+            used.append(got)
+            for case, (make, shape) in enumerate(CASES):
+                torch.manual_seed(case)
+                layer = make()
+                x = _spikes(shape, 0.3, seed=case, maps=not isinstance(layer, SpikeLinear))
+                with torch.no_grad():
+                    outputs.setdefault(case, []).append(SparseKernel(max_density=1.0)(layer, x))
+    finally:
+        sparse.instruction_set()
+    assert "plain C" in used
+    for case, ys in outputs.items():
+        assert all(torch.equal(ys[0], y) for y in ys[1:]), f"case {case}: the instruction sets differ ({used})"
+
+
 @pytest.mark.parametrize("why", ["dense", "not-binary", "grad", "groups", "float64"])
 def test_the_dense_op_wherever_sparse_does_not_apply(why):
     torch.manual_seed(0)

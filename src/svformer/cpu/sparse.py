@@ -67,6 +67,8 @@ def _library():
                 lib.spike_count.restype = i64
                 lib.spike_conv.argtypes = [p, i64, i64, i64, i64, p, p, i64] + [i64] * 8 + [p, ctypes.c_int]
                 lib.spike_conv.restype = ctypes.c_int
+                lib.spike_isa.argtypes = [ctypes.c_int]
+                lib.spike_isa.restype = ctypes.c_int
             _state["lib"] = lib
         return _state["lib"]
 
@@ -74,6 +76,17 @@ def _library():
 def available() -> bool:
     """True if the C library is built (or can be)."""
     return _library() is not None
+
+
+ISA_LEVELS = ("plain C", "AVX", "AVX2", "AVX-512")
+
+
+def instruction_set(limit: Optional[str] = None) -> str:
+    """Set the kernel's instruction set for the whole process: the best this CPU has (``limit`` None) or the
+    best at most ``limit`` (one of ``ISA_LEVELS``); returns the one in use. Every level gives the same bits;
+    a lower one is for tests and measurements."""
+    cap = len(ISA_LEVELS) - 1 if limit is None else ISA_LEVELS.index(limit)
+    return ISA_LEVELS[_library().spike_isa(cap)]
 
 
 def _threads() -> int:

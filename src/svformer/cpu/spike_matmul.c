@@ -23,7 +23,7 @@
 #define SPIKE_X86 1
 #endif
 
-#define MC 64  /* output channels per register tile: 8 AVX registers */
+#define MC 64  /* output channels per register tile: 8 AVX or 4 AVX-512 registers */
 #define RB 32  /* output positions per block (at most): they share each chunk of weight rows */
 #define KC 128 /* weight rows per chunk: 32 KB of one tile */
 
@@ -89,14 +89,51 @@ __attribute__((target("avx2"))) static int32_t pixel_list_avx2(const float* px, 
     }
     return count;
 }
+
+/* `pixel_list` sixteen channels at a time: AVX-512 compresses the lanes that fired to the front. */
+__attribute__((target("avx512f"))) static int32_t pixel_list_avx512(const float* px, int64_t c, int32_t* out) {
+    int32_t count = 0;
+    int64_t ch = 0;
+    __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (; ch + 16 <= c; ch += 16) {
+        __mmask16 mask = _mm512_cmp_ps_mask(_mm512_loadu_ps(px + ch), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        __m512i idx = _mm512_maskz_compress_epi32(mask, _mm512_add_epi32(lanes, _mm512_set1_epi32((int)ch)));
+        _mm512_storeu_si512((void*)(out + count), idx); /* count <= ch: within out[0, c) */
+        count += __builtin_popcount((unsigned)mask);
+    }
+    for (; ch < c; ch++) {
+        out[count] = (int32_t)ch;
+        count += px[ch] != 0.0f;
+    }
+    return count;
+}
 #endif
 
-/* One pixel's list by the fastest routine this CPU has. */
-static int32_t any_pixel_list(const float* px, int64_t c, int32_t* out, int avx2) {
+/* The instruction set the routines below choose by: 0 plain C, 1 AVX, 2 AVX2, 3 AVX-512 (foundation). */
+static int isa_limit = 3;
+static int isa(void) {
+    int level = 0, limit = __atomic_load_n(&isa_limit, __ATOMIC_RELAXED);
 #ifdef SPIKE_X86
-    if (avx2) return pixel_list_avx2(px, c, out);
+    level = __builtin_cpu_supports("avx512f") ? 3 : __builtin_cpu_supports("avx2") ? 2
+          : __builtin_cpu_supports("avx") ? 1 : 0;
 #endif
-    (void)avx2;
+    return level < limit ? level : limit;
+}
+
+/* Use at most instruction set `limit` (levels above; every routine gives the same bits, so this changes the
+   speed only: for tests and measurements); returns the level now in use. */
+int spike_isa(int limit) {
+    __atomic_store_n(&isa_limit, limit, __ATOMIC_RELAXED);
+    return isa();
+}
+
+/* One pixel's list by the fastest routine allowed. */
+static int32_t any_pixel_list(const float* px, int64_t c, int32_t* out, int level) {
+#ifdef SPIKE_X86
+    if (level >= 3) return pixel_list_avx512(px, c, out);
+    if (level == 2) return pixel_list_avx2(px, c, out);
+#endif
+    (void)level;
     return pixel_list(px, c, out);
 }
 
@@ -152,7 +189,42 @@ __attribute__((target("avx"))) static void tile_avx(const int32_t* list, int32_t
     _mm256_storeu_ps(to + 24, a3); _mm256_storeu_ps(to + 32, a4); _mm256_storeu_ps(to + 40, a5);
     _mm256_storeu_ps(to + 48, a6); _mm256_storeu_ps(to + 56, a7);
 }
+
+/* `tile` in four AVX-512 registers: the same additions in the same order. */
+__attribute__((target("avx512f"))) static void tile_avx512(const int32_t* list, int32_t count, const float* wt,
+                                                          const float* from, float* to) {
+    __m512 a0, a1, a2, a3;
+    if (from) {
+        a0 = _mm512_loadu_ps(from); a1 = _mm512_loadu_ps(from + 16);
+        a2 = _mm512_loadu_ps(from + 32); a3 = _mm512_loadu_ps(from + 48);
+    } else {
+        a0 = a1 = a2 = a3 = _mm512_setzero_ps();
+    }
+    for (int32_t q = 0; q < count; q++) {
+        const float* row = wt + (int64_t)list[q] * MC;
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(row)); a1 = _mm512_add_ps(a1, _mm512_loadu_ps(row + 16));
+        a2 = _mm512_add_ps(a2, _mm512_loadu_ps(row + 32)); a3 = _mm512_add_ps(a3, _mm512_loadu_ps(row + 48));
+    }
+    _mm512_storeu_ps(to, a0); _mm512_storeu_ps(to + 16, a1);
+    _mm512_storeu_ps(to + 32, a2); _mm512_storeu_ps(to + 48, a3);
+}
 #endif
+
+/* One tile's rows by the fastest routine allowed. */
+static void any_tile(const int32_t* list, int32_t count, const float* wt, const float* from, float* to, int level) {
+#ifdef SPIKE_X86
+    if (level >= 3) {
+        tile_avx512(list, count, wt, from, to);
+        return;
+    }
+    if (level >= 1) {
+        tile_avx(list, count, wt, from, to);
+        return;
+    }
+#endif
+    (void)level;
+    tile(list, count, wt, from, to);
+}
 
 /* y = conv(x, wt) + bias over spike inputs (layouts at the top). Returns 0, or -1 if out of memory. */
 int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const float* wt, const float* bias,
@@ -166,11 +238,9 @@ int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const
     int64_t rb = RB;
     while (rb > 4 && (rows + rb - 1) / rb * tiles < 8 * (threads > 0 ? threads : 1)) rb /= 2;
     int64_t blocks = (rows + rb - 1) / rb, items = blocks * tiles;
-    int avx = 0, avx2 = 0, failed = 0;
+    int level = isa(), failed = 0;
 #ifdef SPIKE_X86
-    avx = __builtin_cpu_supports("avx");
-    avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) { /* the table is filled once, by the first caller; others wait for it (callers may be threads) */
+    if (level == 2) { /* the table is filled once, by the first caller; others wait for it (callers may be threads) */
         static int state = 0; /* 0 empty, 1 being filled, 2 ready */
         int empty = 0;
         if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != 2) {
@@ -196,7 +266,7 @@ int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static)
 #endif
-    for (int64_t p = 0; p < pixels; p++) cnt[p] = any_pixel_list(x + p * c, c, idx + p * c, avx2);
+    for (int64_t p = 0; p < pixels; p++) cnt[p] = any_pixel_list(x + p * c, c, idx + p * c, level);
     if (!same) {
         start[0] = 0;
 #ifdef _OPENMP
@@ -267,12 +337,7 @@ int spike_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, const
                     float* part = acc + (r - r0) * MC;
                     const float* begin = first_chunk ? (padded ? padded + m0 : NULL) : part;
                     float* end = last_chunk && mc == MC ? y + r * m + m0 : part;
-#ifdef SPIKE_X86
-                    if (avx)
-                        tile_avx(list + from, to - from, wtile, begin, end);
-                    else
-#endif
-                        tile(list + from, to - from, wtile, begin, end);
+                    any_tile(list + from, to - from, wtile, begin, end, level);
                     if (last_chunk && mc < MC) memcpy(y + r * m + m0, part, (size_t)mc * sizeof(float));
                 }
             }
