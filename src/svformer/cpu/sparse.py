@@ -85,6 +85,8 @@ def instruction_set(limit: Optional[str] = None) -> str:
     """Set the kernel's instruction set for the whole process: the best this CPU has (``limit`` None) or the
     best at most ``limit`` (one of ``ISA_LEVELS``); returns the one in use. Every level gives the same bits;
     a lower one is for tests and measurements."""
+    if limit is not None and limit not in ISA_LEVELS:
+        raise ValueError(f"instruction set {limit!r}: one of {', '.join(ISA_LEVELS)}")
     cap = len(ISA_LEVELS) - 1 if limit is None else ISA_LEVELS.index(limit)
     return ISA_LEVELS[_library().spike_isa(cap)]
 
