@@ -117,6 +117,8 @@ def test_same_bits_for_every_instruction_set():
     finally:
         sparse.instruction_set()
     assert "plain C" in used
+    with pytest.raises(ValueError, match="one of plain C, AVX"):
+        sparse.instruction_set("SSE")
     for case, ys in outputs.items():
         assert all(torch.equal(ys[0], y) for y in ys[1:]), f"case {case}: the instruction sets differ ({used})"
 
