@@ -98,6 +98,16 @@ def test_same_bits_for_any_thread_count():
     assert all(torch.equal(outputs[0], o) for o in outputs[1:])
 
 
+def test_profiler_names_the_sparse_products():
+    """benchmarks/dense.py counts eager sparse products by this event's name."""
+    torch.manual_seed(0)
+    layer = SeqConv2d(16, 70, 4, stride=2, padding=1, spike_input=True)
+    x = _spikes((1, 16, 12, 12), 0.1)
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        SparseKernel()(layer, x)
+    assert sum(e.name == sparse.PROFILER_NAME for e in prof.events()) == 1
+
+
 def test_same_bits_for_every_instruction_set():
     """The AVX-512, AVX2, AVX and plain C routines add the same rows in the same order (levels this CPU lacks
     are skipped: asking for one gives the best it has below it)."""

@@ -43,7 +43,9 @@ MAX_DENSITY = 0.3
 # The firing rate is estimated from one run of 64 inputs in this many (a pass over every input would cost as
 # much as the product itself saves on a layer that then runs dense).
 SAMPLE_EVERY = 16
-# The name of a sparse product in the profiler's events.
+# The name of an eager sparse product (`SparseKernel`) in the profiler's events. The compiled graph's op is an
+# event of its own (``svformer::spike_product``): marking its calls as well would cost a stream's frame
+# about as much as the op's own dispatch.
 PROFILER_NAME = "svformer::spike_conv"
 # Output channels per tile of the rearranged weights (MC in the C file).
 TILE = 64
@@ -116,10 +118,8 @@ def spike_conv(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor], 
     (kh, kw), (sh, sw), (ph, pw) = wt.shape[1:3], stride, padding
     oh, ow = _output_size(h, w, (kh, kw), stride, padding)
     y = alloc(torch.empty((), dtype=x.dtype).expand(n, oh, ow, m))  # contiguous, from the pool when large
-    with torch.profiler.record_function(PROFILER_NAME):
-        status = _library().spike_conv(x.data_ptr(), n, h, w, c, wt.data_ptr(),
-                                       None if bias is None else bias.data_ptr(), m, kh, kw, sh, sw, ph, pw, oh, ow,
-                                       y.data_ptr(), _threads())
+    status = _library().spike_conv(x.data_ptr(), n, h, w, c, wt.data_ptr(), None if bias is None else bias.data_ptr(),
+                                   m, kh, kw, sh, sw, ph, pw, oh, ow, y.data_ptr(), _threads())
     if status != 0:
         raise MemoryError("out of memory in the sparse spike kernel")
     return y
@@ -269,6 +269,7 @@ class SparseKernel:
             return None
         bias = None if layer.bias is None else layer.bias.detach().contiguous()
         m, wt = layer.weight.shape[0], self._rearranged(layer)
-        if isinstance(layer, nn.Conv2d):
-            return _product(x, wt, bias, m, True, layer.stride, layer.padding, alloc=self.alloc)
-        return _product(x, wt, bias, m, False, alloc=self.alloc)
+        with torch.profiler.record_function(PROFILER_NAME):
+            if isinstance(layer, nn.Conv2d):
+                return _product(x, wt, bias, m, True, layer.stride, layer.padding, alloc=self.alloc)
+            return _product(x, wt, bias, m, False, alloc=self.alloc)
