@@ -17,8 +17,9 @@ at run time.
 
 The sums add the same numbers as the dense kernels in another order, so an output differs from the dense
 one by float rounding (a spike downstream can flip where a potential lies within that rounding of the
-threshold). The result does not depend on the number of threads: each output is summed by one thread,
-in the order of the inputs.
+threshold). The result does not depend on the number of threads (each output is summed by one thread,
+in the order of the inputs) nor on the instruction set the C routines use (AVX-512, AVX2, AVX or plain
+C, the best the CPU has; `instruction_set` caps it).
 """
 from __future__ import annotations
 
