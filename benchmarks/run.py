@@ -61,7 +61,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -409,7 +408,7 @@ def plot(result: dict, allocators, path: str) -> None:
 
     plt = pyplot()
     keys = [k for k in TARGETS if k in result]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(max(10, 0.8 * len(keys) * len(allocators)), 5))
     width = 0.8 / len(allocators)
     for i, allocator in enumerate(allocators):
         values = [result[k + key_suffix(allocator)] for k in keys]
@@ -420,7 +419,7 @@ def plot(result: dict, allocators, path: str) -> None:
             level = float(TARGETS[key].split()[-1])
             ax.hlines(level, j - width / 2, j + width * (len(allocators) - 0.5), colors="k", linestyles="--")
     ax.set_xticks([j + width * (len(allocators) - 1) / 2 for j in range(len(keys))])
-    ax.set_xticklabels([textwrap.fill(k.replace("_", " "), 16) for k in keys], fontsize=8)
+    ax.set_xticklabels([k.replace("_", " ") for k in keys], fontsize=8, rotation=30, ha="right")
     ax.set_ylabel("reference / svformer (memory: svformer / reference)")
     ax.set_title("svformer vs the authors' setup (dashed: issue targets)")
     ax.legend()
