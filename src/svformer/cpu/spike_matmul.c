@@ -48,10 +48,10 @@ int64_t spike_count(const float* x, int64_t size, int64_t every, int64_t* counte
     return nonzero;
 }
 
-/* The channels of one pixel px[0, c) that are not 0, increasing, into out; returns their number. */
-static int32_t pixel_list(const float* px, int64_t c, int32_t* out) {
+/* The channels [from, c) of one pixel px that are not 0, increasing, into out; returns their number. */
+static int32_t pixel_list(const float* px, int64_t from, int64_t c, int32_t* out) {
     int32_t count = 0;
-    for (int64_t ch = 0; ch < c; ch++) { /* branch-free: a spike is a coin flip to a predictor */
+    for (int64_t ch = from; ch < c; ch++) { /* branch-free: a spike is a coin flip to a predictor */
         out[count] = (int32_t)ch;
         count += px[ch] != 0.0f;
     }
@@ -83,11 +83,7 @@ __attribute__((target("avx2"))) static int32_t pixel_list_avx2(const float* px, 
         _mm256_storeu_si256((__m256i*)(out + count), idx); /* count <= ch: within out[0, c) */
         count += __builtin_popcount((unsigned)mask);
     }
-    for (; ch < c; ch++) {
-        out[count] = (int32_t)ch;
-        count += px[ch] != 0.0f;
-    }
-    return count;
+    return count + pixel_list(px, ch, c, out + count); /* the last channels, fewer than a vector */
 }
 
 /* `pixel_list` sixteen channels at a time: AVX-512 compresses the lanes that fired to the front. */
@@ -101,11 +97,7 @@ __attribute__((target("avx512f"))) static int32_t pixel_list_avx512(const float*
         _mm512_storeu_si512((void*)(out + count), idx); /* count <= ch: within out[0, c) */
         count += __builtin_popcount((unsigned)mask);
     }
-    for (; ch < c; ch++) {
-        out[count] = (int32_t)ch;
-        count += px[ch] != 0.0f;
-    }
-    return count;
+    return count + pixel_list(px, ch, c, out + count); /* the last channels, fewer than a vector */
 }
 #endif
 
@@ -134,7 +126,7 @@ static int32_t any_pixel_list(const float* px, int64_t c, int32_t* out, int leve
     if (level == 2) return pixel_list_avx2(px, c, out);
 #endif
     (void)level;
-    return pixel_list(px, c, out);
+    return pixel_list(px, 0, c, out);
 }
 
 /* The pixels of output position r's window, in window order: their indices into p[], their offsets in
