@@ -139,7 +139,7 @@ def stream_latency(kind: str, frames: int, size: int, run_dir: str, clips: int =
             lat.append(time.perf_counter() - start)
     ms = 1e3 * np.array(lat[frames:])
     return {"seconds": float(np.median(ms)) / 1e3, "p50_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
-            "peak_mb": peak_mb(), "first_seconds": lat[0]}
+            "peak_mb": peak_mb(), "first_seconds": lat[0], "frames_ms": [round(float(v), 2) for v in ms]}
 
 
 def export_onnx_models(frames: int, size: int, folder: str) -> None:
@@ -252,13 +252,20 @@ def measure_rows(runs: list, allocator: str, args) -> dict:
 
 
 def median_row(results: list) -> dict:
-    """The rounds of one row as one: the median of every number (the first round's other values)."""
+    """The rounds of one row as one: the median of every number (the first round's other values). With
+    several rounds, each round's seconds (``round_seconds``) and, for a stream, each round's percentiles
+    and per-frame latencies (``round_p50_ms``, ``round_p95_ms``, ``round_frames_ms``: whether a slow round
+    is slow on every frame or on a few)."""
     row = dict(results[0])
     for key, value in row.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             row[key] = statistics.median(r[key] for r in results)
     if len(results) > 1:
         row["round_seconds"] = [r["seconds"] for r in results]
+        for key in ("p50_ms", "p95_ms", "frames_ms"):
+            if key in row:
+                row["round_" + key] = [r[key] for r in results]
+        row.pop("frames_ms", None)
     return row
 
 

@@ -30,3 +30,11 @@ def test_rounds_interleave_every_other_one_reversed_and_rows_are_their_medians(m
 def test_one_round_is_the_single_measurement():
     row = {"seconds": 1.5, "peak_mb": 10.0, "first_seconds": 2.0}
     assert run.median_row([row]) == row
+
+
+def test_a_streams_rounds_keep_their_percentiles_and_frames():
+    rows = [{"seconds": s, "peak_mb": 1.0, "first_seconds": 9.0, "p50_ms": 1e3 * s, "p95_ms": 2e3 * s,
+             "frames_ms": [1e3 * s, 2e3 * s]} for s in (0.02, 0.03, 0.025)]
+    row = run.median_row(rows)
+    assert row["p50_ms"] == 25.0 and row["round_p95_ms"] == [40.0, 60.0, 50.0]
+    assert row["round_frames_ms"] == [[20.0, 40.0], [30.0, 60.0], [25.0, 50.0]] and "frames_ms" not in row
