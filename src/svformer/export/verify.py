@@ -5,6 +5,9 @@ runs it on ONNX Runtime and on PyTorch (the plain model), and reports:
 
 - ``logits_rel_error``: sum |ORT - PyTorch| / sum |PyTorch| over all logits (the mean relative error),
   PyTorch being ``model`` as it is;
+- ``clip_rel_error_median``, ``clip_rel_error_max`` and ``clips_within_1e-4``: the same error clip by
+  clip (its median, its largest value, the fraction of clips at or under 1e-4): a spike flip that
+  cascades moves one clip's logits, and the mean over all logits then shows that clip's share;
 - ``top1_agreement``: the fraction of clips with the same top class;
 - ``layers``: per neuron layer (call order), the fraction of equal spikes and the number that differ,
   against the same inference graph run in PyTorch.
@@ -78,11 +81,15 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: int =
                 at_first = np.take_along_axis(margins[name].abs().numpy(), first, 0)[0]
                 margin[i] = max(margin[i], float(at_first[flipped].max()))
     ref_logits, logits = np.concatenate(ours_all), np.concatenate(theirs_all)
+    per_clip = np.abs(logits - ref_logits).sum(-1) / np.maximum(np.abs(ref_logits).sum(-1), np.finfo(np.float32).tiny)
     layers = [{"layer": n, "agreement": 1.0 - int(f) / int(z), "flips": int(f), "spikes": int(z)}
               for n, f, z in zip(names, flips, sizes)]
     return {
         "logits_rel_error": float(np.abs(logits - ref_logits).sum() / np.abs(ref_logits).sum()),
         "logits_max_abs_error": float(np.abs(logits - ref_logits).max()),
+        "clip_rel_error_median": float(np.median(per_clip)),
+        "clip_rel_error_max": float(per_clip.max()),
+        "clips_within_1e-4": float((per_clip <= 1e-4).mean()),
         "top1_agreement": float((logits.argmax(-1) == ref_logits.argmax(-1)).mean()),
         "clips": int(clips.shape[0]),
         "layers": layers,
