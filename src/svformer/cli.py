@@ -315,7 +315,8 @@ def cmd_export(args) -> int:
         report = verify_checkpoint(args.checkpoint, args.verify)
         print(f"ONNX Runtime vs PyTorch on {report['clips']} test clips: top-1 agreement "
               f"{100 * report['top1_agreement']:.2f} %, logits mean relative error {report['logits_rel_error']:.2e} "
-              f"(clip by clip: median {report['clip_rel_error_median']:.1e}, largest {report['clip_rel_error_max']:.1e}, "
+              f"(clip by clip: median {report['clip_rel_error_median']:.1e}, "
+              f"largest {report['clip_rel_error_max']:.1e}, "
               f"{100 * report['clips_within_1e-4']:.1f} % of clips within 1e-4), "
               f"{report['total_flips']} of {report['total_spikes']} spikes differ")
         for layer in report["layers"]:
