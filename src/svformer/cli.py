@@ -318,10 +318,17 @@ def cmd_export(args) -> int:
               f"(clip by clip: median {report['clip_rel_error_median']:.1e}, "
               f"largest {report['clip_rel_error_max']:.1e}, "
               f"{100 * report['clips_within_1e-4']:.1f} % of clips within 1e-4), "
-              f"{report['total_flips']} of {report['total_spikes']} spikes differ")
+              f"{report['total_flips']} of {report['total_spikes']} spikes differ; from the float64 model: "
+              f"PyTorch {report['pytorch_rel_error_vs_float64']:.1e}, ONNX Runtime "
+              f"{report['onnx_rel_error_vs_float64']:.1e}")
         for layer in report["layers"]:
             if layer["flips"]:
                 print(f"  {layer['layer']:<28} {layer['flips']:>9} flips  agreement {100 * layer['agreement']:.4f} %")
+        exact = report["float64"]
+        print(f"the same graph in float64 (convolutions as matrix products): top-1 agreement "
+              f"{100 * exact['top1_agreement']:.2f} %, logits mean relative error {exact['logits_rel_error']:.2e} "
+              f"(largest clip {exact['clip_rel_error_max']:.1e}), "
+              f"{exact['total_flips']} of {exact['total_spikes']} spikes differ")
     return 0
 
 
@@ -387,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and outputs (for svformer stream and live use)")
     p.add_argument("--verify", type=_positive_int, metavar="CLIPS",
                    help="then compare ONNX Runtime with PyTorch on this many test clips of the checkpoint's dataset: "
-                        "top-1 agreement, logits error, spikes that differ per layer")
+                        "top-1 agreement, logits error, spikes that differ per layer; in float32 (what runs) "
+                        "and in float64 (the graph itself, rounding out of the way)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("stream", help="classify a video or camera frame by frame, with per-frame latency",

@@ -101,6 +101,14 @@ def test_golden_spikes_agree_layer_by_layer(golden_exports):
     # Spikes may flip only where rounding decides: a handful in a million, started within 1e-4 of threshold.
     assert report["total_flips"] <= 1e-4 * report["total_spikes"]
     assert report["first_flip_margin"] is None or report["first_flip_margin"] <= 1e-4
+    for key in ("pytorch_rel_error_vs_float64", "onnx_rel_error_vs_float64"):  # float32 rounding: small, not 0
+        assert 0 < report[key] <= 1e-4
+
+    exact = compare(model, golden["input"], dtype=torch.float64)  # rounding out of the way: the graph itself
+    assert exact["logits_rel_error"] <= 1e-13 and exact["total_flips"] == 0 and exact["top1_agreement"] == 1.0
+    assert exact["total_spikes"] == report["total_spikes"] and exact["pytorch_rel_error_vs_float64"] == 0
+    with pytest.raises(ValueError, match="compare runs in torch.float32 or torch.float64, not torch.float16"):
+        compare(model, golden["input"], dtype=torch.float16)
 
 
 def test_step_export_after_T_frames_equals_clip_export(golden_exports):
@@ -146,6 +154,13 @@ def test_trained_checkpoint_exports_agree_on_every_test_clip(trained_run):
     clips, top1, error, median, largest, within, flips, spikes = line.groups()
     assert int(clips) == 20 and float(top1) >= 99 and float(error) <= 1e-4 and int(flips) <= 1e-4 * int(spikes)
     assert float(median) <= float(largest) and float(within) >= 99
+    exact = re.search(r"the same graph in float64 \(convolutions as matrix products\): top-1 agreement ([\d.]+) %, "
+                      r"logits mean relative error ([\d.e+-]+) \(largest clip ([\d.e+-]+)\), (\d+) of (\d+) spikes "
+                      r"differ", printed)
+    assert exact, printed
+    top1, error, largest, flips, total = exact.groups()
+    assert float(top1) == 100 and float(error) <= 1e-13 and float(largest) <= 1e-13
+    assert int(flips) == 0 and int(total) == int(spikes)
     _, cfg, names = load_trained(str(ckpt))
     meta = read_metadata(str(clip))
     assert meta["class_names"] == names and from_dict(meta["config"]) == cfg

@@ -130,10 +130,11 @@ _PAIRS = [
 ]
 
 
-def inference_model(model: SVFormer, record: Optional[dict] = None, margins: Optional[dict] = None) -> SVFormer:
+def inference_model(model: SVFormer, record: Optional[dict] = None, margins: Optional[dict] = None,
+                    dtype: torch.dtype = torch.float32) -> SVFormer:
     """An evaluation-only copy of ``model`` in plain ops with its BatchNorms folded (see the module
-    docstring). ``record``: a dict that collects each neuron layer's spikes by layer name, in call order;
-    ``margins`` (with ``record``) each layer's H - v_th."""
+    docstring), its parameters and buffers in ``dtype``. ``record``: a dict that collects each neuron
+    layer's spikes by layer name, in call order; ``margins`` (with ``record``) each layer's H - v_th."""
     if not isinstance(model, SVFormer):
         raise TypeError(f"export takes an svformer SVFormer model, got {type(model).__name__}")
     from ..cpu import accelerate
@@ -141,7 +142,7 @@ def inference_model(model: SVFormer, record: Optional[dict] = None, margins: Opt
     # The neurons' states from the model's last forward (tensors of autograd's graph after a training
     # step) are transient and cannot be deep-copied: forget them first.
     reset_states(model)
-    model = copy.deepcopy(model).eval().float()
+    model = copy.deepcopy(model).eval().to(dtype)
     accelerate(model, False)
     for name, m in model.named_modules():
         if isinstance(m, BaseNeuron):

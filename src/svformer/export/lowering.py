@@ -1,0 +1,110 @@
+"""Convolutions rewritten as matrix products in an ONNX graph, for runtimes without a Conv for its dtype.
+
+ONNX Runtime's CPU provider has a Conv kernel for float32 only. `convs_as_matmuls(proto)` replaces every
+Conv node by ops it also runs in float64: the input padded (Pad) and moved channels-last (Transpose); for
+each kernel offset, the strided window that offset sees (Slice) times that offset's (C, M) weight matrix
+(MatMul); the products summed (Sum), the bias added and the channels moved back. A grouped convolution
+gets block-diagonal (C, M) matrices: the zeros off the blocks add exact zeros. Every other node, and so
+the rest of the graph's arithmetic, is kept as it is.
+
+`svformer.export.verify` uses it to run an exported graph in float64, where no spike lies within rounding
+of its threshold, so the graph's logits can be checked against PyTorch's with rounding out of the way.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _block_diagonal(weight: np.ndarray, group: int) -> np.ndarray:
+    """A Conv weight (M, C/group, *k) as one (C, M) matrix per kernel offset: (*k, C, M)."""
+    m, per_group = weight.shape[:2]
+    outs = m // group
+    dense = np.zeros((*weight.shape[2:], per_group * group, m), dtype=weight.dtype)
+    for g in range(group):
+        block = weight[g * outs:(g + 1) * outs]  # (outs, per_group, *k) -> (*k, per_group, outs)
+        dense[..., g * per_group:(g + 1) * per_group, g * outs:(g + 1) * outs] = np.moveaxis(block, (0, 1), (-1, -2))
+    return dense
+
+
+def _lower_conv(node, weight: np.ndarray, prefix: str):
+    """(nodes, initializers) computing ``node`` (a Conv whose weight is the constant ``weight``)."""
+    from onnx import helper, numpy_helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad != "NOTSET":
+        raise ValueError(f"Conv node {node.name!r}: auto_pad {auto_pad} is not supported; give explicit pads")
+    dims = weight.ndim - 2
+    kernel = weight.shape[2:]
+    strides = list(attrs.get("strides", [1] * dims))
+    dilations = list(attrs.get("dilations", [1] * dims))
+    pads = list(attrs.get("pads", [0] * (2 * dims)))
+    inits = []
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array), prefix + name))
+        return prefix + name
+
+    nodes, x = [], node.input[0]
+    if any(pads):
+        nodes.append(helper.make_node("Pad", [x, const("pads", np.array([0, 0, *pads[:dims], 0, 0, *pads[dims:]],
+                                                                         dtype=np.int64))], [prefix + "padded"]))
+        x = prefix + "padded"
+    nodes.append(helper.make_node("Transpose", [x], [prefix + "last"], perm=[0, *range(2, dims + 2), 1]))
+    axes = const("axes", np.arange(1, dims + 1, dtype=np.int64))
+    steps = const("steps", np.array(strides, dtype=np.int64))
+    matrices = _block_diagonal(weight, attrs.get("group", 1))
+    terms = []
+    for i, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
+        # The window of offset o along an axis: o*d, o*d + s, ... up to the last position whose kernel
+        # still fits, i.e. ending (k-1-o)*d before the padded input's end.
+        starts = [o * d for o, d in zip(offset, dilations)]
+        ends = [-(k - 1 - o) * d if (k - 1 - o) * d else _INT64_MAX for o, d, k in zip(offset, dilations, kernel)]
+        window, product = f"{prefix}window{i}", f"{prefix}product{i}"
+        nodes.append(helper.make_node("Slice", [prefix + "last", const(f"starts{i}", np.array(starts, np.int64)),
+                                                const(f"ends{i}", np.array(ends, np.int64)), axes, steps], [window]))
+        nodes.append(helper.make_node("MatMul", [window, const(f"matrix{i}", matrices[offset])], [product]))
+        terms.append(product)
+    total = prefix + "sum"
+    nodes.append(helper.make_node("Sum", terms, [total]))
+    if len(node.input) > 2 and node.input[2]:
+        nodes.append(helper.make_node("Add", [total, node.input[2]], [prefix + "biased"]))
+        total = prefix + "biased"
+    nodes.append(helper.make_node("Transpose", [total], [node.output[0]], perm=[0, dims + 1, *range(1, dims + 1)]))
+    return nodes, inits
+
+
+def convs_as_matmuls(proto):
+    """A copy of the ONNX ModelProto ``proto`` with every Conv node of its main graph computed by Pad,
+    Transpose, Slice, MatMul, Sum and Add (see the module docstring): the same function, in ops ONNX
+    Runtime has in float64. Each Conv's weight must be an initializer (it is in svformer's exports)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    nodes, lowered = [], set()
+    for n, node in enumerate(graph.node):
+        if node.op_type != "Conv":
+            nodes.append(node)
+            continue
+        if node.input[1] not in weights:
+            raise ValueError(f"Conv node {node.name!r}: its weight {node.input[1]!r} is not a constant")
+        new_nodes, inits = _lower_conv(node, numpy_helper.to_array(weights[node.input[1]]), f"lowered{n}/")
+        nodes.extend(new_nodes)
+        graph.initializer.extend(inits)
+        lowered.add(node.input[1])
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    keep = [init for init in graph.initializer if init.name not in lowered or init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return model
