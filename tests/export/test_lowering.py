@@ -59,3 +59,9 @@ def test_lowering_refuses_what_it_cannot_compute():
     graph = helper.make_graph([node], "g", [x], [y], initializer=[weight])
     with pytest.raises(ValueError, match="Conv node 'c': auto_pad SAME_UPPER is not supported"):
         convs_as_matmuls(helper.make_model(graph))
+    inner = helper.make_function("local", "block", ["x", "w"], ["y"], [helper.make_node("Conv", ["x", "w"], ["y"])],
+                                 [helper.make_opsetid("", 18)])
+    graph = helper.make_graph([helper.make_node("block", ["x", "w"], ["y"], domain="local")], "g", [x], [y],
+                              initializer=[weight])
+    with pytest.raises(ValueError, match=r"Conv nodes inside the model's functions \(block\): inline them first"):
+        convs_as_matmuls(helper.make_model(graph, functions=[inner]))

@@ -88,6 +88,9 @@ def convs_as_matmuls(proto):
 
     model = onnx.ModelProto()
     model.CopyFrom(proto)
+    inside = [f.name for f in model.functions if any(node.op_type == "Conv" for node in f.node)]
+    if inside:
+        raise ValueError(f"Conv nodes inside the model's functions ({', '.join(inside)}): inline them first")
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
     nodes, lowered = [], set()
