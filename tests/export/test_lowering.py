@@ -15,6 +15,7 @@ CONVS = [
     (torch.nn.Conv2d(6, 6, 5, stride=2, padding=2, groups=3), (11, 9)),
     (torch.nn.Conv2d(4, 8, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(2, 1), bias=False), (11, 9)),
     (torch.nn.Conv2d(3, 5, 6, stride=4, padding=1), (16, 13)),
+    (torch.nn.Conv2d(3, 6, 3, padding=1, groups=3), (7, 8)),  # two outputs per input channel
     (torch.nn.Conv3d(4, 4, (3, 2, 2), groups=4, padding=(0, 1, 1)), (5, 7, 6)),
 ]
 

@@ -91,7 +91,7 @@ def test_golden_clip_export_matches_the_authors_logits(golden_exports):
     assert meta["version"] and meta["mean"] == [0.45] * 3 and meta["config"] == {}
 
 
-def test_golden_spikes_agree_layer_by_layer(golden_exports):
+def test_golden_spikes_agree_layer_by_layer(golden_exports, monkeypatch):
     golden, model, _, _ = golden_exports
     report = compare(model, golden["input"])
     assert report["top1_agreement"] == 1.0 and report["logits_rel_error"] <= 1e-4
@@ -109,6 +109,13 @@ def test_golden_spikes_agree_layer_by_layer(golden_exports):
     assert exact["total_spikes"] == report["total_spikes"] and exact["pytorch_rel_error_vs_float64"] == 0
     with pytest.raises(ValueError, match="compare runs in torch.float32 or torch.float64, not torch.float16"):
         compare(model, golden["input"], dtype=torch.float16)
+
+    import svformer.export.verify as verify
+
+    monkeypatch.setattr(verify, "SPIKE_BYTES", 1)  # a large model's chunks: one clip per run, the same report
+    single = compare(model, golden["input"], dtype=torch.float64)
+    assert single["total_spikes"] == exact["total_spikes"] and single["clips"] == 2
+    assert single["logits_rel_error"] <= 1e-13 and single["layers"] == exact["layers"]
 
 
 def test_step_export_after_T_frames_equals_clip_export(golden_exports):

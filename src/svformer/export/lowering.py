@@ -1,11 +1,11 @@
 """Convolutions rewritten as matrix products in an ONNX graph, for runtimes without a Conv for its dtype.
 
 ONNX Runtime's CPU provider has a Conv kernel for float32 only. `convs_as_matmuls(proto)` replaces every
-Conv node by ops it also runs in float64: the input padded (Pad) and moved channels-last (Transpose); for
-each kernel offset, the strided window that offset sees (Slice) times that offset's (C, M) weight matrix
-(MatMul); the products summed (Sum), the bias added and the channels moved back. A grouped convolution
-gets block-diagonal (C, M) matrices: the zeros off the blocks add exact zeros. Every other node, and so
-the rest of the graph's arithmetic, is kept as it is.
+Conv node by ops it also runs in float64: the input padded (Pad) and moved channels-last (Transpose);
+for each kernel offset, the strided window that offset sees (Slice) times that offset's weights (a
+MatMul with a (C, M) matrix; per group, batched, for a grouped convolution; a channel-wise Mul for a
+depthwise one), added to the running sum (Add); then the bias added and the channels moved back. Every
+other node, and so the rest of the graph's arithmetic, is kept as it is.
 
 `svformer.export.verify` uses it to run an exported graph in float64, where no spike lies within rounding
 of its threshold, so the graph's logits can be checked against PyTorch's with rounding out of the way.
@@ -19,19 +19,24 @@ import numpy as np
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-def _block_diagonal(weight: np.ndarray, group: int) -> np.ndarray:
-    """A Conv weight (M, C/group, *k) as one (C, M) matrix per kernel offset: (*k, C, M)."""
+def _offset_weights(weight: np.ndarray, group: int) -> np.ndarray:
+    """A Conv weight (M, C/group, *k) rearranged for one product per kernel offset: (*k, C) when each
+    group has one input and one output channel (depthwise: a channel-wise Mul), else (*k, C, M) for one
+    group and (*k, group, C/group, M/group) for several (a MatMul, batched over the groups)."""
     m, per_group = weight.shape[:2]
-    outs = m // group
-    dense = np.zeros((*weight.shape[2:], per_group * group, m), dtype=weight.dtype)
-    for g in range(group):
-        block = weight[g * outs:(g + 1) * outs]  # (outs, per_group, *k) -> (*k, per_group, outs)
-        dense[..., g * per_group:(g + 1) * per_group, g * outs:(g + 1) * outs] = np.moveaxis(block, (0, 1), (-1, -2))
-    return dense
+    k = weight.ndim - 2
+    if per_group == 1 and m == group:
+        return np.moveaxis(weight[:, 0], 0, -1).copy()
+    grouped = weight.reshape(group, m // group, per_group, *weight.shape[2:])  # (g, M/g, C/g, *k)
+    grouped = np.moveaxis(grouped, (0, 1, 2), (k, k + 2, k + 1))  # (*k, g, C/g, M/g)
+    return (grouped[..., 0, :, :] if group == 1 else grouped).copy()
 
 
 def _lower_conv(node, weight: np.ndarray, prefix: str):
-    """(nodes, initializers) computing ``node`` (a Conv whose weight is the constant ``weight``)."""
+    """(nodes, initializers) computing ``node`` (a Conv whose weight is the constant ``weight``).
+
+    The nodes run offset by offset (window, product, running sum), so a sequential runtime keeps only a
+    few maps alive at a time."""
     from onnx import helper, numpy_helper
 
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -58,8 +63,13 @@ def _lower_conv(node, weight: np.ndarray, prefix: str):
     nodes.append(helper.make_node("Transpose", [x], [prefix + "last"], perm=[0, *range(2, dims + 2), 1]))
     axes = const("axes", np.arange(1, dims + 1, dtype=np.int64))
     steps = const("steps", np.array(strides, dtype=np.int64))
-    matrices = _block_diagonal(weight, attrs.get("group", 1))
-    terms = []
+    group = attrs.get("group", 1)
+    matrices = _offset_weights(weight, group)
+    depthwise = matrices.ndim == dims + 1
+    if group > 1 and not depthwise:  # channels-last maps (..., C) as (..., g, 1, C/g) for a batched MatMul
+        split = const("split", np.array([0] * (dims + 1) + [group, 1, -1], dtype=np.int64))
+        merge = const("merge", np.array([0] * (dims + 1) + [-1], dtype=np.int64))
+    total = None
     for i, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
         # The window of offset o along an axis: o*d, o*d + s, ... up to the last position whose kernel
         # still fits, i.e. ending (k-1-o)*d before the padded input's end.
@@ -68,10 +78,19 @@ def _lower_conv(node, weight: np.ndarray, prefix: str):
         window, product = f"{prefix}window{i}", f"{prefix}product{i}"
         nodes.append(helper.make_node("Slice", [prefix + "last", const(f"starts{i}", np.array(starts, np.int64)),
                                                 const(f"ends{i}", np.array(ends, np.int64)), axes, steps], [window]))
-        nodes.append(helper.make_node("MatMul", [window, const(f"matrix{i}", matrices[offset])], [product]))
-        terms.append(product)
-    total = prefix + "sum"
-    nodes.append(helper.make_node("Sum", terms, [total]))
+        matrix = const(f"matrix{i}", matrices[offset])
+        if depthwise:
+            nodes.append(helper.make_node("Mul", [window, matrix], [product]))
+        elif group == 1:
+            nodes.append(helper.make_node("MatMul", [window, matrix], [product]))
+        else:
+            nodes.append(helper.make_node("Reshape", [window, split], [window + "g"]))
+            nodes.append(helper.make_node("MatMul", [window + "g", matrix], [product + "g"]))
+            nodes.append(helper.make_node("Reshape", [product + "g", merge], [product]))
+        if total is not None:
+            nodes.append(helper.make_node("Add", [total, product], [f"{prefix}sum{i}"]))
+            product = f"{prefix}sum{i}"
+        total = product
     if len(node.input) > 2 and node.input[2]:
         nodes.append(helper.make_node("Add", [total, node.input[2]], [prefix + "biased"]))
         total = prefix + "biased"
@@ -81,7 +100,7 @@ def _lower_conv(node, weight: np.ndarray, prefix: str):
 
 def convs_as_matmuls(proto):
     """A copy of the ONNX ModelProto ``proto`` with every Conv node of its main graph computed by Pad,
-    Transpose, Slice, MatMul, Sum and Add (see the module docstring): the same function, in ops ONNX
+    Transpose, Slice, MatMul (or Mul), Reshape and Add (see the module docstring): the same function, in ops ONNX
     Runtime has in float64. Each Conv's weight must be an initializer (it is in svformer's exports)."""
     import onnx
     from onnx import numpy_helper

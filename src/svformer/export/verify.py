@@ -32,16 +32,21 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+from typing import Optional
 
 import numpy as np
 import torch
 
+from ..engine.progress import progress
 from ..models.svformer import SVFormer
 from .graph import ClipGraph, inference_model
 from .lowering import convs_as_matmuls
 from .onnx import trace
 
 DTYPES = (torch.float32, torch.float64)
+# How much one copy of a comparison run's spikes may take: the runtime's outputs, PyTorch's spikes and its
+# potentials are three such copies, each the size of every neuron layer's output for the chunk's clips.
+SPIKE_BYTES = 2 ** 29
 
 
 def _export_recording(model: SVFormer, clips: torch.Tensor, path: str, dtype: torch.dtype):
@@ -51,12 +56,13 @@ def _export_recording(model: SVFormer, clips: torch.Tensor, path: str, dtype: to
     with torch.no_grad():
         graph(example[:1])
     names = list(record)
+    per_clip = sum(spikes.numel() for spikes in record.values())
     batch = torch.export.Dim("batch", min=1, max=1024)
     import onnx
 
     proto = trace(graph, (example,), {"clip": {0: batch}}, ["clip"], ["logits", *names])
     onnx.save_model(proto if dtype == torch.float32 else convs_as_matmuls(proto), path)
-    return names
+    return names, per_clip
 
 
 def _rel_error(ours: np.ndarray, exact: np.ndarray) -> float:
@@ -64,11 +70,13 @@ def _rel_error(ours: np.ndarray, exact: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: int = 8,
-            dtype: torch.dtype = torch.float32) -> dict:
+def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optional[int] = None,
+            dtype: torch.dtype = torch.float32, show_progress: bool = False) -> dict:
     """Export ``model`` with its spikes as outputs, run ``clips`` (B, C, T, H, W) through ONNX Runtime and
     PyTorch, ``chunk`` clips at a time, both in ``dtype`` (float32, what is deployed, or float64), and
-    return the agreement report described in the module docstring."""
+    return the agreement report described in the module docstring. ``chunk`` None: as many clips (at
+    most 8) as keep one copy of a run's spikes within `SPIKE_BYTES` (each side holds a few).
+    ``show_progress``: a progress bar on a terminal."""
     import onnxruntime as ort
 
     if dtype not in DTYPES:
@@ -80,7 +88,7 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: int =
     plain = model if dtype == torch.float32 else exact
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "spikes.onnx")
-        names = _export_recording(model, clips, path, dtype)
+        names, per_clip = _export_recording(model, clips, path, dtype)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -90,7 +98,10 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: int =
     flips = np.zeros(len(names), dtype=np.int64)
     sizes = np.zeros(len(names), dtype=np.int64)
     margin = np.zeros(len(names))  # per layer: the largest |H - v_th| where a neuron's spikes first differ
-    for start in range(0, clips.shape[0], chunk):
+    if chunk is None:
+        chunk = max(1, min(8, SPIKE_BYTES // (per_clip * torch.finfo(dtype).bits // 8)))
+    runs = range(0, clips.shape[0], chunk)
+    for start in progress(runs, desc=f"comparing in {str(dtype)[6:]}, {chunk} clip(s) a run", enabled=show_progress):
         part = clips[start:start + chunk].to(dtype)
         outputs = session.run(None, {"clip": part.numpy()})
         want = reference(part)
@@ -140,6 +151,6 @@ def verify_checkpoint(checkpoint: str, clips: int) -> dict:
     batch = torch.stack([item["clip"] for item in items if "clip" in item])
     if len(batch) < 1:
         raise ValueError(f"no readable test clips in {cfg.data.root}")
-    report = compare(model, batch)
-    report["float64"] = compare(model, batch, dtype=torch.float64)
+    report = compare(model, batch, show_progress=True)
+    report["float64"] = compare(model, batch, dtype=torch.float64, show_progress=True)
     return report
