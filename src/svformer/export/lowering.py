@@ -100,8 +100,9 @@ def _lower_conv(node, weight: np.ndarray, prefix: str):
 
 def convs_as_matmuls(proto):
     """A copy of the ONNX ModelProto ``proto`` with every Conv node of its main graph computed by Pad,
-    Transpose, Slice, MatMul (or Mul), Reshape and Add (see the module docstring): the same function, in ops ONNX
-    Runtime has in float64. Each Conv's weight must be an initializer (it is in svformer's exports)."""
+    Transpose, Slice, MatMul (or Mul), Reshape and Add (see the module docstring): the same function, in
+    ops ONNX Runtime has in float64. Each Conv's weight must be an initializer (it is in svformer's
+    exports)."""
     import onnx
     from onnx import numpy_helper
 

@@ -56,13 +56,13 @@ def _export_recording(model: SVFormer, clips: torch.Tensor, path: str, dtype: to
     with torch.no_grad():
         graph(example[:1])
     names = list(record)
-    per_clip = sum(spikes.numel() for spikes in record.values())
+    spikes_per_clip = sum(spikes.numel() for spikes in record.values())
     batch = torch.export.Dim("batch", min=1, max=1024)
     import onnx
 
     proto = trace(graph, (example,), {"clip": {0: batch}}, ["clip"], ["logits", *names])
     onnx.save_model(proto if dtype == torch.float32 else convs_as_matmuls(proto), path)
-    return names, per_clip
+    return names, spikes_per_clip
 
 
 def _rel_error(ours: np.ndarray, exact: np.ndarray) -> float:
@@ -88,7 +88,7 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optio
     plain = model if dtype == torch.float32 else exact
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "spikes.onnx")
-        names, per_clip = _export_recording(model, clips, path, dtype)
+        names, spikes_per_clip = _export_recording(model, clips, path, dtype)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -99,9 +99,10 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optio
     sizes = np.zeros(len(names), dtype=np.int64)
     margin = np.zeros(len(names))  # per layer: the largest |H - v_th| where a neuron's spikes first differ
     if chunk is None:
-        chunk = max(1, min(8, SPIKE_BYTES // (per_clip * torch.finfo(dtype).bits // 8)))
+        chunk = max(1, min(8, SPIKE_BYTES // (spikes_per_clip * torch.finfo(dtype).bits // 8)))
     runs = range(0, clips.shape[0], chunk)
-    for start in progress(runs, desc=f"comparing in {str(dtype)[6:]}, {chunk} clip(s) a run", enabled=show_progress):
+    desc = f"comparing in {str(dtype)[len('torch.'):]}, {chunk} clip(s) a run"
+    for start in progress(runs, desc=desc, enabled=show_progress):
         part = clips[start:start + chunk].to(dtype)
         outputs = session.run(None, {"clip": part.numpy()})
         want = reference(part)
