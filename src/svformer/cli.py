@@ -312,8 +312,8 @@ def cmd_export(args) -> int:
     if args.verify:
         from .export.verify import verify_checkpoint
 
-        print(f"svformer export: comparing ONNX Runtime with PyTorch on up to {args.verify} test clips, in float32 "
-              f"and in float64 (each traces the model again)", file=sys.stderr, flush=True)
+        print(f"svformer export: comparing ONNX Runtime with PyTorch on up to {args.verify} test clips, in float64 "
+              f"and in float32 (each traces the model again)", file=sys.stderr, flush=True)
         report = verify_checkpoint(args.checkpoint, args.verify)
         print(f"ONNX Runtime vs PyTorch on {report['clips']} test clips: top-1 agreement "
               f"{100 * report['top1_agreement']:.2f} %, logits mean relative error {report['logits_rel_error']:.2e} "

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -69,7 +69,6 @@ def _rel_error(ours: np.ndarray, exact: np.ndarray) -> float:
     return float(np.abs(ours - exact).sum() / np.abs(exact).sum())
 
 
-@torch.no_grad()
 def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optional[int] = None,
             dtype: torch.dtype = torch.float32, show_progress: bool = False) -> dict:
     """Export ``model`` with its spikes as outputs, run ``clips`` (B, C, T, H, W) through ONNX Runtime and
@@ -77,6 +76,14 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optio
     return the agreement report described in the module docstring. ``chunk`` None: as many clips (at
     most 8) as keep one copy of a run's spikes within `SPIKE_BYTES` (each side holds a few).
     ``show_progress``: a progress bar on a terminal."""
+    return _compare(model, clips, threads, chunk, dtype, show_progress)[0]
+
+
+@torch.no_grad()
+def _compare(model: SVFormer, clips: torch.Tensor, threads: int, chunk: Optional[int], dtype: torch.dtype,
+             show_progress: bool, exact_logits: Optional[np.ndarray] = None) -> Tuple[dict, np.ndarray]:
+    """`compare`, and PyTorch's float64 logits of ``clips``. A float32 run given those (``exact_logits``,
+    from a float64 run on the same clips) does not compute them again."""
     import onnxruntime as ort
 
     if dtype not in DTYPES:
@@ -84,7 +91,7 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optio
     model = model.eval()
     record, margins = {}, {}
     reference = ClipGraph(inference_model(model, record=record, margins=margins, dtype=dtype), record=record)
-    exact = copy.deepcopy(model).double()
+    exact = copy.deepcopy(model).double() if dtype == torch.float64 or exact_logits is None else None
     plain = model if dtype == torch.float32 else exact
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "spikes.onnx")
@@ -99,7 +106,7 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optio
     sizes = np.zeros(len(names), dtype=np.int64)
     margin = np.zeros(len(names))  # per layer: the largest |H - v_th| where a neuron's spikes first differ
     if chunk is None:
-        chunk = max(1, min(8, SPIKE_BYTES // (spikes_per_clip * torch.finfo(dtype).bits // 8)))
+        chunk = max(1, min(8, SPIKE_BYTES // (spikes_per_clip * dtype.itemsize)))
     runs = range(0, clips.shape[0], chunk)
     desc = f"comparing in {str(dtype)[len('torch.'):]}, {chunk} clip(s) a run"
     for start in progress(runs, desc=desc, enabled=show_progress):
@@ -107,7 +114,8 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optio
         outputs = session.run(None, {"clip": part.numpy()})
         want = reference(part)
         ours_all.append(plain(part).numpy())
-        exact_all.append(ours_all[-1] if plain is exact else exact(part.double()).numpy())
+        if exact is not None and exact is not plain:
+            exact_all.append(exact(part.double()).numpy())
         theirs_all.append(outputs[0])
         for i, (name, ours, theirs) in enumerate(zip(names, want[1:], outputs[1:])):
             differ = ours.numpy() != theirs
@@ -118,12 +126,16 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optio
                 first = differ.argmax(0)[None]
                 at_first = np.take_along_axis(margins[name].abs().numpy(), first, 0)[0]
                 margin[i] = max(margin[i], float(at_first[flipped].max()))
-    ref_logits, logits, exact_logits = (np.concatenate(a) for a in (ours_all, theirs_all, exact_all))
+    ref_logits, logits = np.concatenate(ours_all), np.concatenate(theirs_all)
+    if dtype == torch.float64:
+        exact_logits = ref_logits
+    elif exact_logits is None:
+        exact_logits = np.concatenate(exact_all)
     diff, size = np.abs(logits - ref_logits), np.abs(ref_logits)
     per_clip = diff.sum(-1) / np.maximum(size.sum(-1), np.finfo(np.float32).tiny)
     layers = [{"layer": n, "agreement": 1.0 - int(f) / int(z), "flips": int(f), "spikes": int(z)}
               for n, f, z in zip(names, flips, sizes)]
-    return {
+    report = {
         "logits_rel_error": float(diff.sum() / size.sum()),
         "logits_max_abs_error": float(diff.max()),
         "clip_rel_error_median": float(np.median(per_clip)),
@@ -138,6 +150,7 @@ def compare(model: SVFormer, clips: torch.Tensor, threads: int = 0, chunk: Optio
         "total_spikes": int(sizes.sum()),
         "first_flip_margin": float(margin[np.flatnonzero(flips)[0]]) if flips.any() else None,
     }
+    return report, exact_logits
 
 
 def verify_checkpoint(checkpoint: str, clips: int) -> dict:
@@ -152,6 +165,7 @@ def verify_checkpoint(checkpoint: str, clips: int) -> dict:
     batch = torch.stack([item["clip"] for item in items if "clip" in item])
     if len(batch) < 1:
         raise ValueError(f"no readable test clips in {cfg.data.root}")
-    report = compare(model, batch, show_progress=True)
-    report["float64"] = compare(model, batch, dtype=torch.float64, show_progress=True)
+    exact, exact_logits = _compare(model, batch, 0, None, torch.float64, True)
+    report, _ = _compare(model, batch, 0, None, torch.float32, True, exact_logits=exact_logits)
+    report["float64"] = exact
     return report
